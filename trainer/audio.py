@@ -1,0 +1,140 @@
+"""Audio in, 16 kHz mono float32 out, and a decode cache for the data layer.
+
+Every model, the streamer and predict work at 16 kHz mono, whatever a recording was made at
+(AI Hub delivers 48 kHz mono PCM16; users bring anything). Decoding uses soundfile and soxr
+only: torchaudio has no build for current torch.
+
+The cache keeps each decoded clip as a 16 kHz PCM16 wav (playable, half the size of float32,
+and lossless for PCM16 sources apart from the resampling itself) plus an index of where it came
+from, so a second ``prepare`` only stats files and a changed source is decoded again.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 16_000
+
+# Bump when decoding changes (resampler quality, format): every cached clip is then redone.
+CACHE_VERSION = 1
+
+
+def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Average channels (frames x channels in, as soundfile gives them) and resample to 16 kHz."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if rate != SAMPLE_RATE and samples.size:
+        samples = soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def load_audio(source: str | os.PathLike | BinaryIO) -> np.ndarray:
+    """Any file soundfile reads (wav, flac, ogg, ...) as 16 kHz mono float32 in [-1, 1]."""
+    samples, rate = sf.read(source, dtype="float32", always_2d=True)
+    return to_mono_16k(samples, rate)
+
+
+def save_wav(path: Path, samples: np.ndarray) -> None:
+    """Write 16 kHz PCM16, atomically: an interrupted run never leaves a half file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    pcm = np.clip(samples, -1.0, 1.0)  # libsndfile wraps, not clips, out-of-range floats
+    sf.write(tmp, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class AudioSource:
+    """Where one delivered wav lives: a member of a ZIP, or a plain file (``member`` is None)."""
+
+    path: Path
+    member: str | None = None
+    fingerprint: str = ""  # changes whenever the source's content may have changed
+
+    def open(self) -> BinaryIO:
+        if self.member is None:
+            return open(self.path, "rb")
+        return io.BytesIO(_zip(self.path).read(self.member))
+
+    def describe(self) -> str:
+        return f"{self.path}:{self.member}" if self.member else str(self.path)
+
+
+_open_zips: dict[Path, zipfile.ZipFile] = {}
+
+
+def _zip(path: Path) -> zipfile.ZipFile:
+    """One open handle per ZIP per process: reopening a large central directory per clip is slow."""
+    if path not in _open_zips:
+        _open_zips[path] = zipfile.ZipFile(path)
+    return _open_zips[path]
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    source: AudioSource
+    target: Path
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    frames: int  # 16 kHz samples written; 0 with an error
+    error: str | None = None  # "empty" for a zero-length clip, else why it could not be read
+
+
+def decode_to_cache(job: DecodeJob) -> DecodeResult:
+    """Decode one source into the cache. Runs in pool workers, so it never raises on bad audio."""
+    try:
+        with job.source.open() as handle:
+            samples = load_audio(handle)
+    except Exception as exc:  # soundfile raises several types for corrupt or truncated data
+        return DecodeResult(0, f"{type(exc).__name__}: {exc}")
+    if samples.size == 0:
+        return DecodeResult(0, "empty")
+    save_wav(job.target, samples)
+    return DecodeResult(int(samples.size))
+
+
+class AudioCache:
+    """``index.json`` under the cache folder: key -> source fingerprint and 16 kHz length."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.index_path = folder / "index.json"
+        self.entries: dict[str, dict] = {}
+        if self.index_path.exists():
+            try:
+                data = json.loads(self.index_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}  # an unreadable index only costs a re-decode
+            if data.get("version") == CACHE_VERSION:
+                self.entries = data.get("entries", {})
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.wav"
+
+    def lookup(self, key: str, fingerprint: str) -> int | None:
+        """The cached clip's length in frames, or None when it must be (re)decoded."""
+        entry = self.entries.get(key)
+        if entry is None or entry["source"] != fingerprint or not self.path(key).is_file():
+            return None
+        return int(entry["frames"])
+
+    def store(self, key: str, fingerprint: str, frames: int) -> None:
+        self.entries[key] = {"source": fingerprint, "frames": frames}
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.index_path.with_name("index.json.part")
+        tmp.write_text(json.dumps({"version": CACHE_VERSION, "entries": self.entries}), encoding="utf-8")
+        os.replace(tmp, self.index_path)
