@@ -56,6 +56,9 @@ def test_decode_to_cache_writes_16k_pcm16_and_reports_bad_input(tmp_path):
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, np.float32), 48_000, subtype="PCM_16")
     assert decode_to_cache(DecodeJob(AudioSource(empty), tmp_path / "e.wav")).error == "empty"
+    zero_bytes = tmp_path / "zero.wav"
+    zero_bytes.write_bytes(b"")
+    assert decode_to_cache(DecodeJob(AudioSource(zero_bytes), tmp_path / "z.wav")).error == "empty"
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00garbage")
     result = decode_to_cache(DecodeJob(AudioSource(corrupt), tmp_path / "c.wav"))

@@ -61,10 +61,10 @@ class AudioSource:
     member: str | None = None
     fingerprint: str = ""  # changes whenever the source's content may have changed
 
-    def open(self) -> BinaryIO:
+    def read_bytes(self) -> bytes:
         if self.member is None:
-            return open(self.path, "rb")
-        return io.BytesIO(_zip(self.path).read(self.member))
+            return self.path.read_bytes()
+        return _zip(self.path).read(self.member)
 
     def describe(self) -> str:
         return f"{self.path}:{self.member}" if self.member else str(self.path)
@@ -95,11 +95,11 @@ class DecodeResult:
 def decode_to_cache(job: DecodeJob) -> DecodeResult:
     """Decode one source into the cache. Runs in pool workers, so it never raises on bad audio."""
     try:
-        with job.source.open() as handle:
-            samples = load_audio(handle)
+        data = job.source.read_bytes()
+        samples = load_audio(io.BytesIO(data)) if data else None
     except Exception as exc:  # soundfile raises several types for corrupt or truncated data
         return DecodeResult(0, f"{type(exc).__name__}: {exc}")
-    if samples.size == 0:
+    if samples is None or samples.size == 0:  # a 0-byte file, or a header with no frames
         return DecodeResult(0, "empty")
     save_wav(job.target, samples)
     return DecodeResult(int(samples.size))
