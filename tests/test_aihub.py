@@ -145,5 +145,5 @@ def test_extra_columns_are_reported_and_long_rows_are_malformed(tmp_path):
     path = tmp_path / "x.csv"
     write_csv(path, HEADER + ",비고\n" + ROW + ",메모\n" + ROW + ",메모,extra\n\n")
     _, rows, malformed, unexpected = read_csv(path, "4차년도")
-    assert unexpected == ["비고"] and len(rows) == 1 and malformed == [3]
+    assert unexpected == ["비고"] and len(rows) == 1 and malformed == [(3, "5f3ca01b8a3c1005aa97c4d3")]
 

@@ -93,7 +93,7 @@ class Release:
     csv: Path
     encoding: str
     rows: list[RawRow]
-    malformed_lines: list[int]  # rows with more cells than the header, skipped
+    malformed: list[tuple[int, str]]  # (line, wav_id cell) of rows with more cells than the header
     extra_columns: list[str]  # unexpected header cells, ignored
     audio: dict[str, AudioSource]  # wav_id -> first source found
     audio_containers: list[Path]  # the ZIPs and wav folders used
@@ -205,8 +205,8 @@ def _header_map(path: Path, header: list[str]) -> tuple[dict[str, int], list[str
     return positions, unexpected
 
 
-def read_csv(path: Path, release: str) -> tuple[str, list[RawRow], list[int], list[str]]:
-    """(encoding, rows, malformed line numbers, unexpected header cells) of one release CSV."""
+def read_csv(path: Path, release: str) -> tuple[str, list[RawRow], list[tuple[int, str]], list[str]]:
+    """(encoding, rows, malformed (line, wav_id), unexpected header cells) of one release CSV."""
     text, encoding = decode_csv(path)
     first_line = text.split("\n", 1)[0]
     delimiter = "\t" if "\t" in first_line and "," not in first_line else ","
@@ -225,15 +225,15 @@ def read_csv(path: Path, release: str) -> tuple[str, list[RawRow], list[int], li
     for cells in reader:
         if not any(c.strip() for c in cells):
             continue
+        wav_id = unicodedata.normalize("NFC", cell(cells, "wav_id").strip())
+        if wav_id.lower().endswith(".wav"):
+            wav_id = wav_id[:-4]
         if any(c.strip() for c in cells[width:]):
-            malformed.append(reader.line_num)
+            malformed.append((reader.line_num, wav_id))
             continue
         annotations = [
             (cell(cells, COLUMNS[3 + 2 * i]), cell(cells, COLUMNS[4 + 2 * i])) for i in range(ANNOTATORS)
         ]
-        wav_id = unicodedata.normalize("NFC", cell(cells, "wav_id").strip())
-        if wav_id.lower().endswith(".wav"):
-            wav_id = wav_id[:-4]
         rows.append(RawRow(
             release=release, line=reader.line_num, wav_id=wav_id,
             text=cell(cells, "발화문").strip(), situation=cell(cells, "상황").strip(),
