@@ -36,6 +36,7 @@ class AudioConfig:
     device: str = ""  # microphone name or index; "" = the system default
     realtime: bool = True  # files play at real time; False = as fast as the machine goes
     block_ms: int = 32  # capture block; Silero VAD wants 512 samples at 16 kHz
+    queue_s: float = 20.0  # audio waiting for analysis before live input is dropped (and counted)
 
 
 @dataclass
