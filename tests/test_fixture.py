@@ -142,19 +142,26 @@ def test_second_run_comes_from_the_cache(prepared):
 def test_a_changed_source_is_decoded_again(dataset, prepared, tmp_path):
     aihub, _ = dataset
     out, summary, _, _ = prepared
-    changed = summary.kept["sadness"][0]
-    release = next(r.release for r in read_manifest(out) if r.wav_id == changed)
     copy = tmp_path / "aihub"
     copy.mkdir()
     for name in RELEASES:
-        (copy / f"{name}.csv").write_bytes((aihub / f"{name}.csv").read_bytes())
-        if name != release:
-            (copy / f"{name}.zip").write_bytes((aihub / f"{name}.zip").read_bytes())
-    with zipfile.ZipFile(aihub / f"{release}.zip") as source, zipfile.ZipFile(copy / f"{release}.zip", "w") as target:
-        for member in source.namelist():
-            one_second = fixture._wav_bytes(np.full(fixture.RATE, 0.1, np.float32))
-            target.writestr(member, one_second if member == f"{changed}.wav" else source.read(member))
+        for suffix in (".csv", ".zip"):
+            (copy / f"{name}{suffix}").write_bytes((aihub / f"{name}{suffix}").read_bytes())
     before = read_splits(out)
+    changed, lost = summary.kept["sadness"][0], summary.kept["sadness"][3]  # same release
+    release = next(r.release for r in read_manifest(out) if r.wav_id == changed)
+    (out / "audio" / release / f"{lost}.wav").unlink()
+    moved = run_prepare(copy, out, "--workers", "1")
+    # ZIP members are keyed by content (CRC), not path: only the deleted clip is decoded
+    assert moved["audio"]["decoded"] == 1
+
+    zip_path = copy / f"{release}.zip"
+    with zipfile.ZipFile(zip_path) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    members[f"{changed}.wav"] = fixture._wav_bytes(np.full(fixture.RATE, 0.1, np.float32))
+    with zipfile.ZipFile(zip_path, "w") as target:  # replaced in place, as a re-download would
+        for name, data in members.items():
+            target.writestr(name, data)
     report = run_prepare(copy, out, "--workers", "1")
     assert (report["audio"]["decoded"], report["audio"]["from_cache"]) == (1, 4 * N - 1)
     assert next(r for r in read_manifest(out) if r.wav_id == changed).duration == 1.0

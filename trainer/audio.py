@@ -82,6 +82,13 @@ def _zip(path: Path) -> zipfile.ZipFile:
     return _open_zips[path]
 
 
+def close_zips() -> None:
+    """Close this process's ZIP handles: a ZIP replaced on disk must not be read through a stale
+    handle, and forked pool workers must not share one file offset."""
+    while _open_zips:
+        _open_zips.popitem()[1].close()
+
+
 @dataclass(frozen=True)
 class DecodeJob:
     source: AudioSource

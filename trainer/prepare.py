@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer.aihub import RELEASES, Release, find_releases, load_release
-from trainer.audio import SAMPLE_RATE, AudioCache, AudioSource, DecodeJob, DecodeResult, decode_to_cache
+from trainer.audio import (
+    SAMPLE_RATE, AudioCache, AudioSource, DecodeJob, DecodeResult, close_zips, decode_to_cache,
+)
 from trainer.errors import UserError
 from trainer.labels import EMOTIONS, LABELS, RULES, decide, normalise_emotion, parse_intensity
 from trainer.manifest import Record, Splits, write_manifest, write_splits
@@ -146,7 +148,7 @@ def _screen(releases: list[Release], args: argparse.Namespace, drops: Drops,
             situation = normalise_emotion(row.situation)
             record = Record(
                 wav_id=row.wav_id, text=row.text, label=decision.label,
-                audio=f"audio/{release.name}/{row.wav_id}.wav", release=release.name, duration=0.0,
+                audio="", release=release.name, duration=0.0,  # both set once decoded
                 annotations=[list(a) for a in annotations], age=_parse_age(row.age), gender=row.gender,
                 situation=situation.emotion if situation else row.situation,
             )
@@ -160,12 +162,16 @@ def _decode_all(jobs: list[DecodeJob], workers: int) -> list[DecodeResult]:
 
     if not jobs:
         return []
+    close_zips()  # no handle may be inherited by the workers
     with tqdm(total=len(jobs), unit="clip", desc="decoding audio", dynamic_ncols=True) as bar:
         if workers == 1:
             results = []
-            for job in jobs:
-                results.append(decode_to_cache(job))
-                bar.update()
+            try:
+                for job in jobs:
+                    results.append(decode_to_cache(job))
+                    bar.update()
+            finally:
+                close_zips()
             return results
         from concurrent.futures import ProcessPoolExecutor
 
@@ -203,6 +209,7 @@ def _attach_audio(candidates: list[Candidate], out: Path, workers: int, drops: D
     records = []
     for candidate in candidates:
         if candidate.key in frames:
+            candidate.record.audio = cache.path(candidate.key).relative_to(out).as_posix()
             candidate.record.duration = round(frames[candidate.key] / SAMPLE_RATE, 3)
             records.append(candidate.record)
     stats = {"decoded": len(todo), "from_cache": len(candidates) - len(todo),
