@@ -1,0 +1,280 @@
+"""Where audio comes from: a microphone, a file, a recorded session, or the browser.
+
+Every source turns its input into 16 kHz mono float32 blocks and hands them to one `FrameQueue`.
+The queue is the line between capture and analysis and it is bounded: a live source (microphone,
+browser, a file played at real time) never waits on it; when analysis has fallen so far behind
+that the queue is full, the block is dropped and counted, which the session reports in `status`
+and `session_end`. A file played as fast as possible (`--fast`) is not live: it waits for room,
+so nothing is dropped and the file is analysed whole.
+
+Files are decoded by PyAV, as faster-whisper's `decode_audio` does, but to float32 and a second
+at a time: `decode_audio` goes through int16, which turns NaN samples into full-scale -1.0
+clicks, and it holds the whole file in memory (an hour is 230 MB of float32) before the first
+second can play.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+
+from streamer import devices, recorder
+
+SAMPLE_RATE = 16_000
+CHUNK = SAMPLE_RATE  # decode and hand over a second at a time when there is no clock to follow
+
+Report = Callable[[str, str], None]  # (code, message) -> a session-wide `error` message
+
+
+class SourceError(Exception):
+    """The source cannot go on; the message says what was wrong and what to do."""
+
+
+class Source(Protocol):
+    name: str  # as shown in hello and status: "mic", "file:PATH", "session:DIR", "browser"
+    live: bool  # True: drop blocks when analysis is behind; False: wait for it
+
+    async def run(self, frames: "FrameQueue", report: Report) -> None:
+        """Feed `frames` until the input ends (returns) or fails (SourceError)."""
+        ...
+
+
+class FrameQueue:
+    """Bounded hand-over of audio blocks from capture to analysis, counted in samples."""
+
+    def __init__(self, max_seconds: float) -> None:
+        self.max_samples = int(max_seconds * SAMPLE_RATE)
+        self._blocks: deque[np.ndarray] = deque()
+        self.samples = 0
+        self.dropped_frames = 0
+        self.dropped_samples = 0
+        self.closed = False
+        self._changed = asyncio.Event()
+
+    @property
+    def queued_s(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def offer(self, block: np.ndarray) -> bool:
+        """Queue a block without waiting; False (and counted) when the queue is full."""
+        if self.samples + len(block) > self.max_samples:
+            self.dropped_frames += 1
+            self.dropped_samples += len(block)
+            return False
+        self._append(block)
+        return True
+
+    async def put(self, block: np.ndarray) -> None:
+        """Queue a block, waiting for room (sources that are not live)."""
+        while self.samples and self.samples + len(block) > self.max_samples and not self.closed:
+            self._changed.clear()
+            await self._changed.wait()
+        self._append(block)
+
+    def _append(self, block: np.ndarray) -> None:
+        self._blocks.append(block)
+        self.samples += len(block)
+        self._changed.set()
+
+    async def get(self, max_samples: int) -> np.ndarray | None:
+        """The queued audio, up to about `max_samples`, waiting for some; None once closed and empty."""
+        while not self._blocks:
+            if self.closed:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+        taken = [self._blocks.popleft()]
+        count = len(taken[0])
+        while self._blocks and count + len(self._blocks[0]) <= max_samples:
+            taken.append(self._blocks.popleft())
+            count += len(taken[-1])
+        self.samples -= count
+        self._changed.set()
+        return taken[0] if len(taken) == 1 else np.concatenate(taken)
+
+    def close(self) -> None:
+        """No more input: `get` drains what is queued, then returns None."""
+        self.closed = True
+        self._changed.set()
+
+
+def decode_file(path: Path) -> Iterator[np.ndarray]:
+    """Any file FFmpeg reads, as ~1 s chunks of 16 kHz mono float32 (channels averaged, resampled)."""
+    import av
+
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"cannot open {path} as audio ({exc.strerror or exc}); give a file FFmpeg can decode (wav, flac, mp3, m4a, ogg, ...)") from None
+    with container:
+        if not container.streams.audio:
+            raise SourceError(f"{path} has no audio stream; give an audio file")
+        # Channels are averaged here rather than by FFmpeg's downmix, which adds them at -3 dB
+        # (two identical channels come out 1.41x louder, past full scale); the trainer averages too.
+        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+        pending: list[np.ndarray] = []
+        count = 0
+        try:
+            for frame in _frames(container):
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                    count += len(pending[-1])
+                if count >= CHUNK:
+                    yield np.concatenate(pending)
+                    pending, count = [], 0
+            for out in resampler.resample(None):
+                pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"decoding {path} failed ({exc.strerror or exc}); the file is damaged or not audio") from None
+        if pending:
+            yield np.concatenate(pending)
+
+
+def _frames(container) -> Iterator:
+    """Decoded audio frames, skipping damaged packets as decode_audio does."""
+    import av
+
+    for packet in container.demux(audio=0):
+        try:
+            yield from packet.decode()
+        except av.error.InvalidDataError:
+            continue
+
+
+def session_chunks(folder: Path) -> Iterator[np.ndarray]:
+    """A recorded session's audio.wav (repaired if cut off) as ~1 s float32 chunks."""
+    pcm = recorder.pcm16(folder / "audio.wav")
+    for start in range(0, len(pcm), CHUNK):
+        yield pcm[start : start + CHUNK].astype(np.float32) / 32768.0
+
+
+class PlaybackSource:
+    """Audio from a file or a recorded session, at real time (live) or as fast as possible."""
+
+    def __init__(self, name: str, chunks: Callable[[], Iterator[np.ndarray]], realtime: bool, block: int) -> None:
+        self.name = name
+        self.live = realtime
+        self._chunks = chunks
+        self._block = block
+        self.played_s = 0.0
+
+    async def run(self, frames: FrameQueue, report: Report) -> None:
+        loop = asyncio.get_running_loop()
+        chunks = self._chunks()  # a generator: opening and decoding happen in next(), off the loop
+        start, sent, bad = loop.time(), 0, 0
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            finite = np.isfinite(chunk)
+            if not finite.all():
+                if not bad:
+                    report("bad_audio", f"{self.name} has NaN or infinite samples (first at {(sent + int(np.argmin(finite))) / SAMPLE_RATE:.2f} s); "
+                           "they are played as silence. Check how the file was made")
+                bad += int((~finite).sum())
+                chunk = np.where(finite, chunk, np.float32(0.0))
+            if not self.live:
+                await frames.put(chunk)
+                sent += len(chunk)
+                continue
+            for i in range(0, len(chunk), self._block):
+                frames.offer(chunk[i : i + self._block])
+                sent += len(chunk[i : i + self._block])
+                delay = start + sent / SAMPLE_RATE - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            self.played_s = sent / SAMPLE_RATE
+        self.played_s = sent / SAMPLE_RATE
+
+
+def file_source(path: str, realtime: bool, block: int) -> PlaybackSource:
+    file = Path(path).expanduser()
+    return PlaybackSource(f"file:{path}", lambda: decode_file(file), realtime, block)
+
+
+def session_source(folder: str, realtime: bool, block: int) -> PlaybackSource:
+    path = Path(folder).expanduser()
+    return PlaybackSource(f"session:{folder}", lambda: session_chunks(path), realtime, block)
+
+
+class MicSource:
+    """A PortAudio input device; the audio callback only copies the block into the queue."""
+
+    live = True
+
+    def __init__(self, device: str, block: int) -> None:
+        self.name = "mic"
+        self._spec = device
+        self._block = block
+        self.device: devices.InputDevice | None = None
+
+    def open(self):
+        """Choose and open the device now, so a missing microphone is known before serving."""
+        sd = devices.portaudio()
+        self.device = devices.choose(devices.input_devices(sd), self._spec)
+        return sd
+
+    async def run(self, frames: FrameQueue, report: Report) -> None:
+        import soxr
+
+        sd = self.open()
+        loop = asyncio.get_running_loop()
+        try:
+            sd.check_input_settings(device=self.device.index, channels=1, samplerate=SAMPLE_RATE, dtype="float32")
+            rate, resampler = SAMPLE_RATE, None
+        except sd.PortAudioError:  # the device has no 16 kHz mode: capture at its own rate
+            rate = int(self.device.default_samplerate)
+            resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+
+        def callback(indata: np.ndarray, frame_count: int, time_info, status) -> None:
+            block = indata[:, 0].copy()
+            if resampler is not None:
+                block = resampler.resample_chunk(block)
+            loop.call_soon_threadsafe(frames.offer, block)
+
+        try:
+            stream = sd.InputStream(device=self.device.index, channels=1, samplerate=rate, dtype="float32",
+                                    blocksize=int(self._block * rate / SAMPLE_RATE), callback=callback)
+        except sd.PortAudioError as exc:
+            raise devices.MicUnavailable(f"cannot open microphone {self.device.name!r} ({exc}); {devices.ALTERNATIVES}") from None
+        with stream:
+            await asyncio.Event().wait()  # capture until the session cancels this task
+
+
+class BrowserSource:
+    """The dashboard's microphone: binary PCM16 LE 16 kHz mono frames arriving on /mic.
+
+    One browser at a time feeds the session; it is live, so frames that arrive while analysis is
+    too far behind are dropped and counted like a microphone's.
+    """
+
+    name = "browser"
+    live = True
+
+    def __init__(self) -> None:
+        self.connected = False
+        self._frames: FrameQueue | None = None
+
+    def attach(self) -> str | None:
+        """Claim the input for a /mic connection; the reason for refusing it, or None."""
+        if self.connected:
+            return "another browser microphone is already connected; close it first"
+        self.connected = True
+        return None
+
+    def detach(self) -> None:
+        self.connected = False
+
+    def feed(self, frame: bytes | str) -> str | None:
+        """Queue one frame; what was wrong with it, or None."""
+        if isinstance(frame, str):
+            return "text frames are not audio; send binary frames of PCM16 little-endian mono 16 kHz samples"
+        if len(frame) % 2:
+            return f"a frame of {len(frame)} bytes is not whole 16-bit samples; send PCM16 little-endian mono 16 kHz"
+        if self._frames is not None and frame:
+            self._frames.offer(np.frombuffer(frame, dtype="<i2").astype(np.float32) / 32768.0)
+        return None
+
+    async def run(self, frames: FrameQueue, report: Report) -> None:
+        self._frames = frames
+        await asyncio.Event().wait()  # the browser never ends the session; shutdown does
