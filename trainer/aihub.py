@@ -197,10 +197,10 @@ def _header_map(path: Path, header: list[str]) -> tuple[dict[str, int], list[str
             unexpected.append(cell.strip())
     missing = [name for key, name in expected.items() if key not in positions]
     if missing:
+        hint = "; is this a dataset 263 CSV?" if len(missing) == len(COLUMNS) else ""
         raise UserError(
             f"{path}: wrong header: missing columns {missing}"
-            + (f", unexpected columns {unexpected}" if unexpected else "")
-            + f"; expected {list(COLUMNS)}"
+            + (f", unexpected columns {unexpected}" if unexpected else "") + hint
         )
     return positions, unexpected
 

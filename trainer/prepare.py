@@ -96,7 +96,7 @@ def _check_options(args: argparse.Namespace) -> None:
 def _parse_age(raw: str) -> int | None:
     try:
         return int(float(raw))
-    except ValueError:
+    except (ValueError, OverflowError):  # "", "미상", "inf"
         return None
 
 
