@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--label-rule", choices=RULES, default="seed",
                         help="seed: largest intensity sum, ties to the most chosen (default); "
-                             "majority: most chosen with --min-agreement votes; all7: seed, all 7 emotions")
+                             "majority: most chosen with --min-agreement votes; "
+                             "all7: seed rule keeping all 7 emotions (labels beyond the four; for analysis)")
     parser.add_argument("--min-agreement", type=int, default=3, help="votes out of 5 for --label-rule majority")
     parser.add_argument("--seed", type=int, default=13, help="random seed of the splits")
     parser.add_argument("--val", type=float, default=0.1, help="fraction of each label for validation")
