@@ -241,7 +241,7 @@ class FeedServer:
             if refusal:
                 return _text(ws, *refusal)
             if path.startswith("/api/"):
-                return await self._api(ws, path)
+                return await self._api(ws, path, request.headers.get("Range"))
             return None if upgrade else _text(ws, 426, f"{path} is a WebSocket endpoint; connect with ws://")
         if upgrade:
             return _text(ws, 404, f"no WebSocket endpoint at {path}; the feed is /ws, the browser microphone /mic")
@@ -265,7 +265,7 @@ class FeedServer:
         content_type = CONTENT_TYPES.get(file.suffix.lower(), "application/octet-stream")
         return _body(ws, body, content_type)
 
-    async def _api(self, ws: ServerConnection, path: str) -> Response:
+    async def _api(self, ws: ServerConnection, path: str, byte_range: str | None) -> Response:
         parts = [unquote(p) for p in path.split("/")[2:]]
         if parts == ["sessions"]:
             sessions = await asyncio.to_thread(recorder.list_sessions, self.record_dir) if self.record_dir else []
@@ -276,7 +276,7 @@ class FeedServer:
                 return _text(ws, 404, f"no recorded session {parts[1]!r}; GET /api/sessions lists them")
             if parts[2] == "audio.wav":
                 body = await asyncio.to_thread(recorder.wav_bytes, folder / "audio.wav")
-                return _body(ws, body, "audio/wav")
+                return _ranged(ws, body, "audio/wav", byte_range)
             body = await asyncio.to_thread((folder / "feed.jsonl").read_bytes)
             return _body(ws, body, "application/x-ndjson; charset=utf-8")
         return _text(ws, 404, "unknown API path; the API is /api/sessions, /api/sessions/ID/feed.jsonl and /api/sessions/ID/audio.wav")
@@ -312,7 +312,27 @@ def _text(ws: ServerConnection, status: int, text: str) -> Response:
     return ws.respond(http.HTTPStatus(status), text + "\n")
 
 
-def _body(ws: ServerConnection, body: bytes, content_type: str) -> Response:
+def _ranged(ws: ServerConnection, body: bytes, content_type: str, byte_range: str | None) -> Response:
+    """Honour one `Range: bytes=...` (an <audio> element seeks with them); anything else gets it all."""
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", (byte_range or "").strip())
+    if not match or match.groups() == ("", ""):
+        response = _body(ws, body, content_type)
+        response.headers["Accept-Ranges"] = "bytes"
+        return response
+    first, last = match.groups()
+    size = len(body)
+    start = int(first) if first else max(size - int(last), 0)
+    end = min(int(last), size - 1) if first and last else size - 1
+    if start >= size or start > end:
+        response = _text(ws, 416, f"range {byte_range} is outside the {size} bytes")
+        response.headers["Content-Range"] = f"bytes */{size}"
+        return response
+    response = _body(ws, body[start : end + 1], content_type, status=(206, "Partial Content"))
+    response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return response
+
+
+def _body(ws: ServerConnection, body: bytes, content_type: str, status: tuple[int, str] = (200, "OK")) -> Response:
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
@@ -323,7 +343,7 @@ def _body(ws: ServerConnection, body: bytes, content_type: str) -> Response:
             ("X-Content-Type-Options", "nosniff"),
         ]
     )
-    return Response(200, "OK", headers, body)
+    return Response(*status, headers, body)
 
 
 async def _close_or_abort(ws: ServerConnection, code: int, reason: str) -> None:

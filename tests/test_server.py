@@ -336,3 +336,17 @@ async def test_browser_microphone_frames_reach_the_source(served):
         assert not browser.connected
     finally:
         runner.cancel()
+
+
+@pytest.mark.asyncio
+async def test_recorded_audio_can_be_fetched_in_ranges_for_seeking(served):
+    server, _, _ = served
+    url = "/api/sessions/20260101-000000-abcd/audio.wav"
+    _, headers, whole = await http_get(server.port, url)
+    assert headers["Accept-Ranges"] == "bytes"
+    status, headers, part = await http_get(server.port, url, "Range: bytes=44-143\r\n")
+    assert status == 206 and part == whole[44:144] and headers["Content-Range"] == f"bytes 44-143/{len(whole)}"
+    status, _, tail = await http_get(server.port, url, "Range: bytes=-10\r\n")
+    assert status == 206 and tail == whole[-10:]
+    status, headers, _ = await http_get(server.port, url, f"Range: bytes={len(whole)}-\r\n")
+    assert status == 416 and headers["Content-Range"] == f"bytes */{len(whole)}"
