@@ -1,0 +1,270 @@
+// Wires the dashboard together: the live feed into the store, the store (or a recording being
+// replayed) into the views, and the controls (session picker, zoom, follow / jump to live,
+// exports, microphone). Rendering is coalesced to one pass per animation frame, because a busy
+// feed can deliver several messages between two frames.
+
+import { FeedClient } from "./feed.js";
+import { Store } from "./store.js";
+import { Timeline } from "./timeline.js";
+import { Transcript } from "./transcript.js";
+import { renderSummary } from "./summary.js";
+import { renderConnection, renderStatus } from "./status.js";
+import { RecordedPlayer, listRecorded } from "./replay.js";
+import { BrowserMic } from "./mic.js";
+import { FORMATS, download } from "./exporters.js";
+import { LABELS, clock, info } from "./labels.js";
+
+const $ = (id) => document.getElementById(id);
+const token = new URLSearchParams(location.search).get("token") ?? "";
+const base = new URL(".", location.href);
+const socketUrl = (path) => {
+  const url = new URL(path, base);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+};
+
+const view = { mode: "live", session: null }; // mode: "live" (follows the daemon), "pinned", "recorded"
+let conn = { state: "connecting" };
+let follow = true;
+let recorded = [];
+let scheduled = false;
+
+const store = new Store((session, msg) => {
+  if (view.mode === "live" && session.id === feed.liveId && view.session !== session) {
+    view.session = session;
+  } else if (view.mode !== "live" && session.id === feed.liveId && msg.type === "hello" && view.session?.id !== session.id) {
+    notice(`A new live session started (${session.id}). Pick it in the session list to watch it.`);
+  }
+  if (msg.type === "error") notice(`Daemon: ${msg.message}`);
+  if (msg.type === "session_end") refreshRecorded();
+  schedule();
+});
+const feed = new FeedClient({
+  url: socketUrl("ws"), token, store,
+  onState: (state) => {
+    conn = state;
+    schedule();
+  },
+});
+const player = new RecordedPlayer({ onChange: () => schedule() });
+const timeline = new Timeline({
+  svg: $("timeline"), scroll: $("timeline-scroll"), tooltip: $("tooltip"),
+  onOpen: (id, moveFocus) => transcript.focus(id, moveFocus),
+});
+const transcript = new Transcript({
+  list: $("transcript"),
+  onOpen: (id, moveFocus) => timeline.focus(id, moveFocus),
+});
+
+function current() {
+  return view.mode === "recorded" ? player.session : view.session;
+}
+
+function schedule() {
+  if (scheduled) return;
+  scheduled = true;
+  requestAnimationFrame(() => {
+    scheduled = false;
+    render();
+  });
+}
+
+function render() {
+  const session = current();
+  const models = session?.hello?.models ?? null;
+  timeline.render(session, models);
+  transcript.render(session, models);
+  renderSummary($("summary"), $("summary-span"), session);
+  renderConnection(conn, session);
+  renderStatus(session, session?.origin === "live" && session.id === feed.liveId && conn.state !== "connected");
+  $("count").textContent = session ? `${session.utterances.size} utterances · ${clock(session.duration)}` : "";
+  renderPicker();
+  renderReplay();
+  if (session?.gaps.length) {
+    const lost = session.gaps.reduce((n, g) => n + g.upTo - g.after, 0);
+    notice(`${lost} feed message(s) could not be recovered from the daemon after a reconnect; the rest of the session is complete.`);
+  }
+  if (follow) toLive();
+  $("follow-state").hidden = !follow;
+  $("jump-live").hidden = follow;
+}
+
+// ---- following live vs. looking back -------------------------------------------------------
+
+const scrollBox = $("timeline-scroll");
+const list = $("transcript");
+const atEnd = () =>
+  scrollBox.scrollLeft + scrollBox.clientWidth >= scrollBox.scrollWidth - 8 &&
+  list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
+
+function toLive() {
+  scrollBox.scrollLeft = scrollBox.scrollWidth;
+  list.scrollTop = list.scrollHeight;
+}
+
+for (const box of [scrollBox, list]) {
+  box.addEventListener("scroll", () => {
+    const now = atEnd();
+    if (now !== follow) {
+      follow = now;
+      schedule();
+    }
+  }, { passive: true });
+}
+$("jump-live").addEventListener("click", () => {
+  follow = true;
+  render();
+});
+
+for (const button of document.querySelectorAll("[data-zoom]")) {
+  button.addEventListener("click", () => {
+    const zoom = button.dataset.zoom;
+    timeline.zoom = zoom === "all" ? "all" : Number(zoom);
+    for (const b of document.querySelectorAll("[data-zoom]")) b.setAttribute("aria-pressed", String(b === button));
+    render();
+  });
+}
+new ResizeObserver(() => schedule()).observe(scrollBox);
+
+// ---- sessions: live ones seen in this tab, recorded ones from the daemon ---------------------
+
+let pickerKey = "";
+function renderPicker() {
+  const live = [...store.sessions.values()].filter((s) => s.origin === "live").reverse();
+  const chosen = view.mode === "recorded" ? `rec:${player.session?.id}` : `live:${view.session?.id ?? ""}`;
+  const key = JSON.stringify([live.map((s) => [s.id, Boolean(s.end)]), recorded.map((r) => r.id), chosen, feed.liveId]);
+  if (key === pickerKey) return;
+  pickerKey = key;
+  const started = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+  const options = [];
+  options.push(`<optgroup label="실시간 Live">`);
+  if (!live.length) options.push(`<option value="live:" disabled>waiting for the daemon…</option>`);
+  for (const s of live) {
+    const tag = s.id === feed.liveId && !s.end ? "● live" : "ended";
+    options.push(`<option value="live:${s.id}">${tag} · ${started(s.hello?.started)} · ${s.id}</option>`);
+  }
+  options.push(`</optgroup><optgroup label="녹음 Recorded">`);
+  if (!recorded.length) options.push(`<option disabled>none (the daemon records with --record DIR)</option>`);
+  for (const r of recorded) {
+    options.push(`<option value="rec:${r.id}">${started(r.started)} · ${clock(r.duration)} · ${r.utterances} utt. · ${r.id}</option>`);
+  }
+  options.push("</optgroup>");
+  const select = $("session-select");
+  select.innerHTML = options.join("");
+  select.value = chosen;
+}
+
+async function refreshRecorded() {
+  try {
+    recorded = await listRecorded(base, token);
+  } catch {
+    recorded = []; // the daemon is not recording, or is restarting: the list is simply empty
+  }
+  schedule();
+}
+
+$("session-select").addEventListener("change", async (event) => {
+  const value = event.target.value;
+  const kind = value.slice(0, value.indexOf(":"));
+  const id = value.slice(value.indexOf(":") + 1);
+  player.pause();
+  if (kind === "live") {
+    view.mode = id === feed.liveId ? "live" : "pinned";
+    view.session = store.sessions.get(id) ?? null;
+  } else {
+    const meta = recorded.find((r) => r.id === id);
+    try {
+      await player.load(base, token, meta);
+      view.mode = "recorded";
+    } catch (error) {
+      notice(error.message);
+    }
+  }
+  follow = true;
+  render();
+});
+$("refresh-sessions").addEventListener("click", refreshRecorded);
+
+// ---- replay controls ---------------------------------------------------------------------------
+
+function renderReplay() {
+  const on = view.mode === "recorded";
+  $("replay").hidden = !on;
+  if (!on) return;
+  const seek = $("replay-seek");
+  seek.max = String(player.duration);
+  if (document.activeElement !== seek) seek.value = String(player.position);
+  $("replay-time").textContent = `${clock(player.position)} / ${clock(player.duration)}`;
+  $("replay-play").textContent = player.playing ? "⏸ 일시정지 Pause" : "▶ 재생 Play";
+  $("replay-audio").href = player.audioUrl;
+}
+$("replay-play").addEventListener("click", () => (player.playing ? player.pause() : player.play()));
+$("replay-seek").addEventListener("input", (e) => player.seek(Number(e.target.value)));
+$("replay-speed").addEventListener("change", (e) => player.setSpeed(Number(e.target.value)));
+
+// ---- exports -------------------------------------------------------------------------------------
+
+for (const button of document.querySelectorAll("[data-export]")) {
+  button.addEventListener("click", () => {
+    const session = current();
+    if (!session?.utterances.size) {
+      notice("Nothing to export yet: this session has no utterances.");
+      return;
+    }
+    const format = FORMATS[button.dataset.export];
+    const audio = new URL(`api/sessions/${encodeURIComponent(session.id)}/audio.wav`, base).href;
+    download(`emotion-${session.id}.${format.ext ?? button.dataset.export}`, format.make(session, audio), format.type);
+  });
+}
+
+// ---- microphone ---------------------------------------------------------------------------------
+
+const mic = new BrowserMic({
+  url: socketUrl("mic"), token,
+  onState: ({ text }) => {
+    $("mic-state").textContent = text;
+  },
+});
+$("mic-button").addEventListener("click", async () => {
+  const button = $("mic-button");
+  if (mic.active) {
+    mic.stop();
+    button.setAttribute("aria-pressed", "false");
+    $("mic-state").textContent = "마이크 꺼짐 Microphone off";
+    return;
+  }
+  button.disabled = true;
+  $("mic-state").textContent = "starting…";
+  try {
+    await mic.start();
+    button.setAttribute("aria-pressed", "true");
+  } catch (error) {
+    $("mic-state").textContent = "마이크 꺼짐 Microphone off";
+    notice(error.message);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// ---- notices, legend, start -------------------------------------------------------------------
+
+let noticeTimer = null;
+function notice(text) {
+  const box = $("notice");
+  if (box.textContent === text && !box.hidden) return;
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (box.hidden = true), 15000);
+}
+
+$("legend").innerHTML = LABELS.map((l) => {
+  const i = info(l);
+  return `<li data-label="${l}"><svg width="18" height="14" aria-hidden="true"><rect width="18" height="14" rx="2" fill="url(#pat-${l})"/></svg>` +
+    `<span class="glyph" aria-hidden="true">${i.glyph}</span> ${i.ko} <span class="en">${i.en}</span></li>`;
+}).join("");
+
+setInterval(() => renderConnection(conn, current()), 1000); // the reconnect countdown
+feed.start();
+refreshRecorded();
+render();

@@ -1,0 +1,141 @@
+// Session exports, as pure functions of a Session so they are easy to check: CSV and JSON for
+// analysis, SRT and WebVTT to watch a recording with the emotion in each cue, and W3C EmotionML
+// 1.0 for tools that speak it. Times are seconds from the session's start (subtitle formats use
+// their own hh:mm:ss,mmm); a model that did not run is an empty cell / null, never a guess.
+
+import { LABELS, confidence, info } from "./labels.js";
+
+const BREAKDOWN = ["text_emotion", "audio_emotion", "multimodal_emotion"];
+
+function csvCell(value) {
+  if (value === null || value === undefined) return "";
+  const s = String(value);
+  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+function round(x, digits = 4) {
+  return x === null || x === undefined ? null : Number(x.toFixed(digits));
+}
+
+/** One row per utterance. Starts with a BOM so spreadsheet programs read the Korean as UTF-8. */
+export function toCSV(session) {
+  const header = [
+    "session", "utterance_id", "start", "end", "text", "label", "label_ko", "confidence",
+    ...LABELS.map((l) => `p_${l}`),
+    ...BREAKDOWN.flatMap((k) => [`${k}_label`, `${k}_confidence`]),
+    "used",
+  ];
+  const rows = session.list().map((u) => [
+    session.id, u.utterance_id, u.start, u.end, u.text ?? "", u.emotion.label, info(u.emotion.label).ko,
+    round(confidence(u.emotion)),
+    ...LABELS.map((l) => round(u.emotion.probs[l])),
+    ...BREAKDOWN.flatMap((k) => [u[k]?.label ?? null, round(confidence(u[k]))]),
+    (u.used ?? []).join(" "),
+  ]);
+  return "\uFEFF" + [header, ...rows].map((r) => r.map(csvCell).join(",")).join("\r\n") + "\r\n";
+}
+
+/** The complete numbered feed as received, plus the hello: enough to rebuild the session. */
+export function toJSON(session) {
+  return JSON.stringify({
+    schema: session.hello?.schema ?? 1,
+    session: session.id,
+    hello: session.hello,
+    exported: new Date().toISOString(),
+    gaps: session.gaps,
+    utterances: session.list(),
+    messages: session.messages,
+  }, null, 2);
+}
+
+function timestamp(seconds, separator) {
+  const ms = Math.round(Math.max(0, seconds) * 1000);
+  const h = String(Math.floor(ms / 3600000)).padStart(2, "0");
+  const m = String(Math.floor((ms % 3600000) / 60000)).padStart(2, "0");
+  const s = String(Math.floor((ms % 60000) / 1000)).padStart(2, "0");
+  return `${h}:${m}:${s}${separator}${String(ms % 1000).padStart(3, "0")}`;
+}
+
+function cueText(u) {
+  const i = info(u.emotion.label);
+  const p = Math.round(confidence(u.emotion) * 100);
+  return `[${i.ko} ${i.en} ${p}%] ${(u.text ?? "").trim() || "(no transcript)"}`;
+}
+
+export function toSRT(session) {
+  return session.list().map((u, n) => [
+    String(n + 1),
+    `${timestamp(u.start, ",")} --> ${timestamp(u.end, ",")}`,
+    cueText(u).replaceAll("-->", "->"),
+  ].join("\n")).join("\n\n") + "\n";
+}
+
+export function toVTT(session) {
+  const escape = (s) => s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+  const cues = session.list().map((u) => [
+    `utterance-${u.utterance_id}`,
+    `${timestamp(u.start, ".")} --> ${timestamp(u.end, ".")}`,
+    escape(cueText(u)).replaceAll("-->", "->"),
+  ].join("\n"));
+  return ["WEBVTT", "", ...cues.flatMap((c) => [c, ""])].join("\n");
+}
+
+function xml(s) {
+  return String(s).replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;");
+}
+
+/**
+ * EmotionML 1.0: a category vocabulary for the four labels, one <emotion> per utterance with its
+ * label and confidence, a media-fragment <reference> into the session's audio, and absolute
+ * start/end (ms since 1970) when the session's start time is known.
+ */
+export function toEmotionML(session, audioUri) {
+  const started = Date.parse(session.hello?.started ?? "");
+  const vocabulary = [
+    '  <vocabulary type="category" id="labels">',
+    ...LABELS.map((l) => `    <item name="${l}"/>`),
+    "  </vocabulary>",
+  ];
+  const emotions = session.list().map((u) => {
+    const times = Number.isFinite(started)
+      ? ` start="${Math.round(started + u.start * 1000)}" end="${Math.round(started + u.end * 1000)}"` : "";
+    const value = Math.min(1, Math.max(0, confidence(u.emotion)));
+    return [
+      `  <emotion id="utterance-${u.utterance_id}"${times}>`,
+      u.text ? `    <info>${xml(u.text)}</info>` : null,
+      `    <category name="${xml(u.emotion.label)}" value="${value.toFixed(4)}"/>`,
+      `    <reference uri="${xml(`${audioUri}#t=${u.start.toFixed(3)},${u.end.toFixed(3)}`)}"/>`,
+      "  </emotion>",
+    ].filter(Boolean).join("\n");
+  });
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<emotionml xmlns="http://www.w3.org/2009/10/emotionml" version="1.0" category-set="#labels">',
+    `  <info>session ${xml(session.id)}</info>`,
+    ...vocabulary,
+    ...emotions,
+    "</emotionml>",
+    "",
+  ].join("\n");
+}
+
+export const FORMATS = {
+  csv: { make: toCSV, type: "text/csv;charset=utf-8" },
+  json: { make: toJSON, type: "application/json" },
+  srt: { make: toSRT, type: "application/x-subrip;charset=utf-8" },
+  vtt: { make: toVTT, type: "text/vtt;charset=utf-8" },
+  emotionml: { make: toEmotionML, type: "application/emotionml+xml", ext: "emotionml.xml" },
+};
+
+/** Hand the browser a file to save. */
+export function download(name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}

@@ -1,0 +1,73 @@
+// The session at a glance: each emotion's share of the speaking time, and how the shares moved
+// over the session (thirds while it is short, 5-minute bins once it passes 15 minutes). Shares
+// are weighted by utterance length so one long sad story outweighs a short "yes".
+
+import { LABELS, clock, info, labelName, pct } from "./labels.js";
+
+const BIN_S = 300;
+const THIRDS_UNTIL_S = 900;
+
+/** Seconds of speech per label for utterances whose midpoint lies in [from, to). */
+export function shares(utterances, from = 0, to = Infinity) {
+  const seconds = Object.fromEntries(LABELS.map((l) => [l, 0]));
+  let count = 0;
+  for (const u of utterances) {
+    const mid = (u.start + u.end) / 2;
+    if (mid < from || mid >= to) continue;
+    seconds[u.emotion.label] = (seconds[u.emotion.label] ?? 0) + Math.max(0, u.end - u.start);
+    count += 1;
+  }
+  const total = Object.values(seconds).reduce((a, b) => a + b, 0);
+  return { seconds, total, count };
+}
+
+export function bins(duration) {
+  if (duration <= 0) return [];
+  if (duration < THIRDS_UNTIL_S) {
+    const third = duration / 3;
+    return [0, 1, 2].map((k) => ({ from: k * third, to: k === 2 ? Infinity : (k + 1) * third, name: ["처음 start", "중간 middle", "끝 end"][k] }));
+  }
+  const n = Math.ceil(duration / BIN_S);
+  return Array.from({ length: n }, (_, k) => ({ from: k * BIN_S, to: k === n - 1 ? Infinity : (k + 1) * BIN_S, name: clock(k * BIN_S) }));
+}
+
+function shareRows(all) {
+  return LABELS.map((l) => {
+    const i = info(l);
+    const p = all.total ? all.seconds[l] / all.total : 0;
+    return `<div class="share" data-label="${l}"><span class="name"><span class="glyph">${i.glyph}</span> ${labelName(l)}</span>` +
+      `<span class="barwrap"><svg class="bar" width="100%" height="14" aria-hidden="true"><rect width="${(p * 100).toFixed(1)}%" height="14" rx="2" fill="url(#pat-${l})"/></svg></span>` +
+      `<span class="num">${pct(p)}</span></div>`;
+  }).join("");
+}
+
+function binChart(session, list) {
+  const parts = bins(session.duration);
+  if (!parts.length) return "";
+  const W = 100 / parts.length;
+  const cols = parts.map((b, k) => {
+    const s = shares(list, b.from, b.to);
+    const x = k * W;
+    const title = `${b.name}: ` + (s.total ? LABELS.map((l) => `${labelName(l)} ${pct(s.seconds[l] / s.total)}`).join(", ") : "no speech");
+    let y = 100;
+    const segs = s.total ? LABELS.map((l) => {
+      const h = (100 * s.seconds[l]) / s.total;
+      y -= h;
+      return h > 0 ? `<rect x="${x + 0.6}%" y="${y}%" width="${W - 1.2}%" height="${h}%" fill="url(#pat-${l})"><title>${title}</title></rect>` +
+        (h >= 16 ? `<text x="${x + W / 2}%" y="${y + h / 2}%" dy="0.35em" text-anchor="middle" fill="${info(l).ink}">${info(l).glyph}</text>` : "") : "";
+    }).join("") : `<rect class="empty" x="${x + 0.6}%" y="0" width="${W - 1.2}%" height="100%"><title>${title}</title></rect>`;
+    return segs;
+  }).join("");
+  const names = parts.map((b) => `<span>${b.name}</span>`).join("");
+  return `<h3>시간에 따른 변화 <span class="en">Over the session</span></h3>` +
+    `<svg class="bins" width="100%" height="110" role="img" aria-label="Share of each emotion per part of the session">${cols}</svg>` +
+    `<div class="bin-names" style="grid-template-columns: repeat(${parts.length}, 1fr)">${names}</div>`;
+}
+
+export function renderSummary(container, spanNote, session) {
+  const list = session ? session.list() : [];
+  const all = shares(list);
+  spanNote.textContent = session ? `${list.length} utterances · ${clock(all.total)} of speech` : "";
+  container.innerHTML = `<p class="hint">발화 시간 비율 Share of speaking time</p>${shareRows(all)}` +
+    (session ? binChart(session, list) : "");
+}

@@ -1,0 +1,221 @@
+// The session timeline in plain SVG: each utterance is a stacked column of its emotion
+// probabilities over [start, end] (silence stays empty rather than being interpolated), above a
+// band coloured and patterned by its label with the label's glyph. Elements are keyed by
+// utterance id and updated in place, so keyboard focus and hover survive new messages.
+// Keyboard: one utterance is in the tab order; arrows, Home and End move; Enter opens its row.
+
+import { LABELS, clock, confidence, info, labelName, patternDefs, pct } from "./labels.js";
+import { breakdown, source } from "./describe.js";
+
+const NS = "http://www.w3.org/2000/svg";
+const TOP = 8;
+const PROB_H = 132;
+const BAND_Y = TOP + PROB_H + 8;
+const BAND_H = 30;
+const AXIS_Y = BAND_Y + BAND_H + 6;
+const HEIGHT = AXIS_Y + 22;
+const PAD = 6;
+const MIN_SPAN = 30; // seconds: a short session still gets a readable scale
+
+function el(name, attrs = {}, parent = null) {
+  const node = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  parent?.append(node);
+  return node;
+}
+
+function escapeHtml(s) {
+  return String(s ?? "").replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
+export function tooltipHtml(u, models) {
+  const probs = LABELS.map((l) => `<tr><th>${info(l).glyph} ${labelName(l)}</th><td>${pct(u.emotion.probs[l] ?? 0)}</td></tr>`).join("");
+  const parts = breakdown(u, models).map((r) => `<tr class="${r.absent ? "absent" : ""}"><th>${r.name}</th><td>${r.value}</td></tr>`).join("");
+  return `<div class="tt-head">${clock(u.start)}–${clock(u.end)} · #${u.utterance_id}</div>` +
+    `<div class="tt-label chip label-${u.emotion.label}">${info(u.emotion.label).glyph} ${labelName(u.emotion.label)} <b>${pct(confidence(u.emotion))}</b></div>` +
+    `<p class="tt-text">${escapeHtml(u.text) || "<i>(no transcript)</i>"}</p>` +
+    `<table class="tt-probs">${probs}</table><table class="tt-parts">${parts}</table>` +
+    `<div class="tt-foot">${source(u)}</div>`;
+}
+
+export class Timeline {
+  constructor({ svg, scroll, tooltip, onOpen }) {
+    this.svg = svg;
+    this.scroll = scroll;
+    this.tooltip = tooltip;
+    this.onOpen = onOpen;
+    this.nodes = new Map(); // utterance id -> <g>
+    this.session = null;
+    this.active = null; // id in the tab order
+    this.zoom = 300;
+    svg.setAttribute("height", HEIGHT);
+    svg.innerHTML = `<defs>${patternDefs()}</defs>`;
+    this.grid = el("g", { class: "grid" }, svg);
+    this.layer = el("g", { class: "utts" }, svg);
+    this.partial = el("rect", { class: "partial", y: BAND_Y, height: BAND_H, rx: 3 }, svg);
+    this.nowLine = el("line", { class: "now", y1: TOP, y2: AXIS_Y }, svg);
+    svg.addEventListener("keydown", (e) => this.#onKey(e));
+    svg.addEventListener("focusin", (e) => this.#show(e.target.closest("g.utt")));
+    svg.addEventListener("focusout", () => this.#hide());
+    svg.addEventListener("pointerover", (e) => this.#show(e.target.closest("g.utt")));
+    svg.addEventListener("pointerleave", () => this.#hide());
+    svg.addEventListener("click", (e) => {
+      const g = e.target.closest("g.utt");
+      if (g) {
+        this.#setActive(Number(g.dataset.id));
+        this.onOpen(Number(g.dataset.id), false);
+      }
+    });
+  }
+
+  #scale(session) {
+    const width = this.scroll.clientWidth || 600;
+    const duration = Math.max(session?.duration ?? 0, MIN_SPAN);
+    const span = this.zoom === "all" ? duration : Math.min(this.zoom, duration);
+    const pps = (width - 2 * PAD) / span;
+    return { pps, width: Math.max(width, Math.ceil(duration * pps + 2 * PAD)), x: (t) => PAD + t * pps };
+  }
+
+  render(session, models) {
+    if (session !== this.session) {
+      this.layer.replaceChildren();
+      this.nodes.clear();
+      this.session = session;
+      this.active = null;
+      this.#hide();
+    }
+    this.models = models;
+    const { width, x, pps } = this.#scale(session);
+    this.svg.setAttribute("width", width);
+    this.svg.setAttribute("viewBox", `0 0 ${width} ${HEIGHT}`);
+    this.#grid(session, width, x, pps);
+    const list = session ? session.list() : [];
+    for (const u of list) this.#place(u, x);
+    if (list.length && !this.nodes.has(this.active)) this.#setActive(list[list.length - 1].utterance_id);
+    const p = session?.partial;
+    this.partial.style.display = p ? "" : "none";
+    if (p) {
+      this.partial.setAttribute("x", x(p.start));
+      this.partial.setAttribute("width", Math.max(3, x(p.end) - x(p.start)));
+    }
+    const live = session && !session.end && session.origin === "live";
+    this.nowLine.style.display = live ? "" : "none";
+    this.nowLine.setAttribute("x1", x(session?.duration ?? 0));
+    this.nowLine.setAttribute("x2", x(session?.duration ?? 0));
+  }
+
+  #grid(session, width, x, pps) {
+    const steps = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800];
+    const step = steps.find((s) => s * pps >= 80) ?? 3600;
+    const end = (width - PAD) / pps;
+    const parts = [];
+    for (const f of [0, 0.5, 1]) {
+      const y = TOP + PROB_H * (1 - f);
+      parts.push(`<line class="h" x1="0" x2="${width}" y1="${y}" y2="${y}"/>`);
+    }
+    for (let t = 0; t <= end; t += step) {
+      parts.push(`<line class="v" x1="${x(t)}" x2="${x(t)}" y1="${TOP}" y2="${AXIS_Y}"/>`);
+      if (x(t) + 40 < width) parts.push(`<text class="tick" x="${x(t) + 3}" y="${AXIS_Y + 15}">${clock(t)}</text>`);
+    }
+    this.grid.innerHTML = parts.join("");
+  }
+
+  #place(u, x) {
+    let g = this.nodes.get(u.utterance_id);
+    if (!g) {
+      g = el("g", { class: "utt", role: "listitem", tabindex: "-1", "data-id": u.utterance_id });
+      for (const l of LABELS) el("rect", { class: `p p-${l}`, fill: info(l).color }, g);
+      el("rect", { class: "band", y: BAND_Y, height: BAND_H, rx: 3 }, g);
+      el("text", { class: "band-text", y: BAND_Y + BAND_H / 2 + 5 }, g);
+      el("rect", { class: "hit", y: TOP - 4, height: AXIS_Y - TOP + 4, rx: 4 }, g);
+      const later = [...this.nodes.keys()].filter((id) => id > u.utterance_id);
+      this.layer.insertBefore(g, later.length ? this.nodes.get(Math.min(...later)) : null);
+      this.nodes.set(u.utterance_id, g);
+    }
+    const x0 = x(u.start);
+    const w = Math.max(3, x(u.end) - x0);
+    const label = u.emotion.label;
+    const i = info(label);
+    g.dataset.label = label;
+    g.setAttribute("aria-label",
+      `${clock(u.start)}–${clock(u.end)}, ${labelName(label)} ${pct(confidence(u.emotion))}: ${u.text ?? "no transcript"}`);
+    let y = TOP + PROB_H;
+    LABELS.forEach((l, k) => {
+      const h = PROB_H * (u.emotion.probs[l] ?? 0);
+      y -= h;
+      const r = g.children[k];
+      r.setAttribute("x", x0);
+      r.setAttribute("width", w);
+      r.setAttribute("y", y);
+      r.setAttribute("height", h);
+    });
+    const band = g.querySelector(".band");
+    band.setAttribute("x", x0);
+    band.setAttribute("width", w);
+    band.setAttribute("fill", `url(#pat-${label})`);
+    const text = g.querySelector(".band-text");
+    text.setAttribute("x", x0 + 4);
+    text.setAttribute("fill", i.ink);
+    text.textContent = w >= 44 ? `${i.glyph} ${i.ko}` : w >= 14 ? i.glyph : "";
+    const hit = g.querySelector(".hit");
+    hit.setAttribute("x", x0 - 2);
+    hit.setAttribute("width", w + 4);
+  }
+
+  #setActive(id) {
+    this.nodes.get(this.active)?.setAttribute("tabindex", "-1");
+    this.active = id;
+    this.nodes.get(id)?.setAttribute("tabindex", "0");
+  }
+
+  /** Scroll an utterance into view and mark it; move keyboard focus there only when asked to. */
+  focus(id, moveFocus = true) {
+    const g = this.nodes.get(id);
+    if (!g) return;
+    this.#setActive(id);
+    this.layer.querySelector(".selected")?.classList.remove("selected");
+    g.classList.add("selected");
+    if (moveFocus) g.focus({ preventScroll: true });
+    const box = g.querySelector(".hit");
+    const left = Number(box.getAttribute("x"));
+    const view = this.scroll;
+    if (left < view.scrollLeft || left > view.scrollLeft + view.clientWidth - 40) {
+      view.scrollLeft = left - view.clientWidth / 2;
+    }
+  }
+
+  #onKey(e) {
+    const ids = [...this.nodes.keys()].sort((a, b) => a - b);
+    const at = ids.indexOf(this.active);
+    const move = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: ids.length - 1 }[e.key];
+    if (move !== undefined) {
+      e.preventDefault();
+      const id = ids[Math.max(0, Math.min(ids.length - 1, move))];
+      if (id !== undefined) this.focus(id);
+    } else if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      if (this.active !== null) this.onOpen(this.active, true);
+    } else if (e.key === "Escape") {
+      this.#hide();
+    }
+  }
+
+  #show(g) {
+    if (!g || !this.session) return;
+    const u = this.session.utterances.get(Number(g.dataset.id));
+    if (!u) return;
+    this.tooltip.innerHTML = tooltipHtml(u, this.models);
+    this.tooltip.hidden = false;
+    const card = this.tooltip.offsetParent.getBoundingClientRect();
+    const box = g.querySelector(".hit").getBoundingClientRect();
+    const tw = this.tooltip.offsetWidth;
+    let left = box.left - card.left + box.width / 2 - tw / 2;
+    left = Math.max(8, Math.min(card.width - tw - 8, left));
+    this.tooltip.style.left = `${left}px`;
+    this.tooltip.style.top = `${box.bottom - card.top + 6}px`;
+  }
+
+  #hide() {
+    this.tooltip.hidden = true;
+  }
+}
