@@ -42,6 +42,7 @@ DEFAULT_BUNDLE = Path(__file__).resolve().parent / "data" / "default_bundle"
 MODEL_KINDS: dict[str, str] = {
     "e5_head": "trainer.text_e5:E5Head",
     "stacker": "trainer.stacking:Stacker",
+    "text_hf": "trainer.text_hf:HFTextClassifier",
 }
 
 
