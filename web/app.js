@@ -196,11 +196,27 @@ function renderReplay() {
   if (document.activeElement !== seek) seek.value = String(player.position);
   $("replay-time").textContent = `${clock(player.position)} / ${clock(player.duration)}`;
   $("replay-play").textContent = player.playing ? "⏸ 일시정지 Pause" : "▶ 재생 Play";
-  $("replay-audio").href = player.audioUrl;
+  $("replay-download").href = player.audioUrl;
+  syncAudio();
+}
+
+/** The recording's audio follows the playhead (the player's clock leads; the audio is nudged). */
+function syncAudio() {
+  const audio = $("replay-audio");
+  const audible = view.mode === "recorded" && player.playing && $("replay-listen").checked && player.speed <= 4;
+  if (!audible) {
+    if (!audio.paused) audio.pause();
+    return;
+  }
+  if (audio.getAttribute("src") !== player.audioUrl) audio.src = player.audioUrl;
+  audio.playbackRate = player.speed;
+  if (Math.abs(audio.currentTime - player.position) > 0.3) audio.currentTime = player.position;
+  if (audio.paused) audio.play().catch((error) => notice(`The recording's audio cannot be played here (${error.message}).`));
 }
 $("replay-play").addEventListener("click", () => (player.playing ? player.pause() : player.play()));
 $("replay-seek").addEventListener("input", (e) => player.seek(Number(e.target.value)));
 $("replay-speed").addEventListener("change", (e) => player.setSpeed(Number(e.target.value)));
+$("replay-listen").addEventListener("change", syncAudio);
 
 // ---- exports -------------------------------------------------------------------------------------
 
@@ -221,8 +237,9 @@ for (const button of document.querySelectorAll("[data-export]")) {
 
 const mic = new BrowserMic({
   url: socketUrl("mic"), token,
-  onState: ({ text }) => {
-    $("mic-state").textContent = text;
+  onState: ({ text, error }) => {
+    if (text) $("mic-state").textContent = text;
+    if (error) notice(`Microphone: ${error}`);
   },
 });
 $("mic-button").addEventListener("click", async () => {

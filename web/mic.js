@@ -29,7 +29,7 @@ export class BrowserMic {
   constructor({ url, token, onState }) {
     this.url = new URL(url);
     if (token) this.url.searchParams.set("token", token);
-    this.onState = onState; // ({live, text, error})
+    this.onState = onState; // ({text}) for the button's status line, ({error}) for the daemon's complaints
     this.active = false;
     this.frames = 0;
     this.lost = 0;
@@ -98,6 +98,15 @@ export class BrowserMic {
         this.attempt = 0;
         resolve();
       };
+      ws.onmessage = ({ data }) => {
+        // The daemon answers a frame it cannot use with an `error` that says why.
+        try {
+          const msg = JSON.parse(data);
+          if (msg.type === "error") this.onState({ error: msg.message });
+        } catch {
+          // not JSON: nothing the schema defines on /mic
+        }
+      };
       ws.onclose = (event) => {
         if (ws !== this.ws) return;
         const why = event.reason || (event.code === 1006 ? "connection failed" : `code ${event.code}`);
@@ -107,7 +116,7 @@ export class BrowserMic {
           return;
         }
         const delay = Math.min(8000, 500 * 2 ** this.attempt++);
-        this.onState({ live: true, text: `microphone stream closed (${why}); retrying in ${Math.ceil(delay / 1000)} s…` });
+        this.onState({ text: `microphone stream closed (${why}); retrying in ${Math.ceil(delay / 1000)} s…` });
         this.retry = setTimeout(() => this.#openSocket().catch(() => {}), delay);
       };
     });
@@ -130,7 +139,7 @@ export class BrowserMic {
     const seconds = (this.frames * 0.04).toFixed(0);
     const level = Number.isFinite(this.levelDb) ? ` · ${this.levelDb.toFixed(0)} dB` : "";
     const lost = this.lost ? ` · ${(this.lost * 0.04).toFixed(1)} s lost` : "";
-    this.onState({ live: true, text: `● 송신 중 Live: ${seconds} s sent${level}${lost}` });
+    this.onState({ text: `● 송신 중 Live: ${seconds} s sent${level}${lost}` });
   }
 
   stop() {

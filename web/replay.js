@@ -50,7 +50,8 @@ export class RecordedPlayer {
 
   #rebuild() {
     const session = new Session(this.meta.id, "recorded");
-    session.hello = { models: null, started: this.meta.started, source: "recording" };
+    // feed.jsonl holds only numbered messages; the hello's models come from the listing if it has them.
+    session.hello = { models: this.meta.models ?? null, started: this.meta.started, source: "recording" };
     this.session = session;
     this.applied = 0;
   }

@@ -10,6 +10,12 @@ const ROLES = [
   ["stacker", "stacker"],
 ];
 const LAG_WARN_S = 3;
+const STATES = {
+  listening: "듣는 중 listening",
+  waiting: "waiting for a browser microphone: press 'Use this microphone'",
+  analysing: "분석 중 analysing a file",
+  ended: "",
+};
 
 const $ = (id) => document.getElementById(id);
 const escape = (s) => String(s).replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll('"', "&quot;");
@@ -21,8 +27,8 @@ export function renderConnection(conn, viewed) {
   let sub = "";
   if (viewed?.origin === "recorded") {
     state = "replay";
-    text = "녹음 재생 Replaying a recording";
-    sub = "the live feed keeps running in the background";
+    text = "녹음 재생 Replay";
+    sub = "live feed continues in the background";
   } else if (conn.state === "connected") {
     text = "연결됨 Connected";
     sub = viewed?.hello?.replay ? "the daemon is replaying a recorded session" : "";
@@ -51,7 +57,7 @@ export function renderStatus(session, stale) {
   const ended = Boolean(session?.end);
   speaking.textContent = ended ? "■ 종료 Ended" : !s ? "–" : s.speaking ? "● 말하는 중 Speaking" : "○ 조용함 Silent";
   speaking.dataset.on = String(!ended && Boolean(s?.speaking));
-  $("state-text").textContent = ended ? "" : s?.state ?? "";
+  $("state-text").textContent = ended ? "" : STATES[s?.state] ?? s?.state ?? "";
   const lag = $("lag");
   lag.textContent = !ended && Number.isFinite(s?.lag_s) ? `${s.lag_s.toFixed(1)} s${s.lag_s > LAG_WARN_S ? " ⚠ behind" : ""}` : "–";
   lag.dataset.warn = String(s?.lag_s > LAG_WARN_S);

@@ -1,10 +1,11 @@
 // The session at a glance: each emotion's share of the speaking time, and how the shares moved
-// over the session (thirds while it is short, 5-minute bins once it passes 15 minutes). Shares
+// over the session (thirds while it is short, then 5-, 10- or 15-minute bins, at most 12). Shares
 // are weighted by utterance length so one long sad story outweighs a short "yes".
 
 import { LABELS, clock, info, labelName, pct } from "./labels.js";
 
-const BIN_S = 300;
+const BIN_SIZES_S = [300, 600, 900, 1800];
+const MAX_BINS = 12;
 const THIRDS_UNTIL_S = 900;
 
 /** Seconds of speech per label for utterances whose midpoint lies in [from, to). */
@@ -27,8 +28,9 @@ export function bins(duration) {
     const third = duration / 3;
     return [0, 1, 2].map((k) => ({ from: k * third, to: k === 2 ? Infinity : (k + 1) * third, name: ["처음 start", "중간 middle", "끝 end"][k] }));
   }
-  const n = Math.ceil(duration / BIN_S);
-  return Array.from({ length: n }, (_, k) => ({ from: k * BIN_S, to: k === n - 1 ? Infinity : (k + 1) * BIN_S, name: clock(k * BIN_S) }));
+  const size = BIN_SIZES_S.find((s) => duration / s <= MAX_BINS) ?? BIN_SIZES_S.at(-1);
+  const n = Math.ceil(duration / size);
+  return Array.from({ length: n }, (_, k) => ({ from: k * size, to: k === n - 1 ? Infinity : (k + 1) * size, name: clock(k * size) }));
 }
 
 function shareRows(all) {
@@ -54,11 +56,12 @@ function binChart(session, list) {
       const h = (100 * s.seconds[l]) / s.total;
       y -= h;
       return h > 0 ? `<rect x="${x + 0.6}%" y="${y}%" width="${W - 1.2}%" height="${h}%" fill="url(#pat-${l})"><title>${title}</title></rect>` +
-        (h >= 16 ? `<text x="${x + W / 2}%" y="${y + h / 2}%" dy="0.35em" text-anchor="middle" fill="${info(l).ink}">${info(l).glyph}</text>` : "") : "";
+        (h >= 16 && parts.length <= 8 ? `<text x="${x + W / 2}%" y="${y + h / 2}%" dy="0.35em" text-anchor="middle" fill="${info(l).ink}">${info(l).glyph}</text>` : "") : "";
     }).join("") : `<rect class="empty" x="${x + 0.6}%" y="0" width="${W - 1.2}%" height="100%"><title>${title}</title></rect>`;
     return segs;
   }).join("");
-  const names = parts.map((b) => `<span>${b.name}</span>`).join("");
+  const every = parts.length > 6 ? 2 : 1; // keep the time labels from running into each other
+  const names = parts.map((b, k) => `<span>${k % every ? "" : b.name}</span>`).join("");
   return `<h3>시간에 따른 변화 <span class="en">Over the session</span></h3>` +
     `<svg class="bins" width="100%" height="110" role="img" aria-label="Share of each emotion per part of the session">${cols}</svg>` +
     `<div class="bin-names" style="grid-template-columns: repeat(${parts.length}, 1fr)">${names}</div>`;

@@ -70,7 +70,9 @@ export class Timeline {
 
   #scale(session) {
     const width = this.scroll.clientWidth || 600;
-    const duration = Math.max(session?.duration ?? 0, MIN_SPAN);
+    // The span grows in steps, not every second, so a live session moves nothing already drawn.
+    const step = this.zoom === "all" ? 60 : 15;
+    const duration = Math.ceil(Math.max(session?.duration ?? 0, MIN_SPAN) / step) * step;
     const span = this.zoom === "all" ? duration : Math.min(this.zoom, duration);
     const pps = (width - 2 * PAD) / span;
     return { pps, width: Math.max(width, Math.ceil(duration * pps + 2 * PAD)), x: (t) => PAD + t * pps };
@@ -82,15 +84,20 @@ export class Timeline {
       this.nodes.clear();
       this.session = session;
       this.active = null;
+      this.gridKey = null;
       this.#hide();
     }
     this.models = models;
     const { width, x, pps } = this.#scale(session);
     this.svg.setAttribute("width", width);
     this.svg.setAttribute("viewBox", `0 0 ${width} ${HEIGHT}`);
-    this.#grid(session, width, x, pps);
+    const gridKey = `${width}:${pps}`;
+    if (gridKey !== this.gridKey) {
+      this.gridKey = gridKey;
+      this.#grid(width, x, pps);
+    }
     const list = session ? session.list() : [];
-    for (const u of list) this.#place(u, x);
+    for (const u of list) this.#place(u, x, pps);
     if (list.length && !this.nodes.has(this.active)) this.#setActive(list[list.length - 1].utterance_id);
     const p = session?.partial;
     this.partial.style.display = p ? "" : "none";
@@ -104,7 +111,7 @@ export class Timeline {
     this.nowLine.setAttribute("x2", x(session?.duration ?? 0));
   }
 
-  #grid(session, width, x, pps) {
+  #grid(width, x, pps) {
     const steps = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800];
     const step = steps.find((s) => s * pps >= 80) ?? 3600;
     const end = (width - PAD) / pps;
@@ -120,8 +127,9 @@ export class Timeline {
     this.grid.innerHTML = parts.join("");
   }
 
-  #place(u, x) {
+  #place(u, x, pps) {
     let g = this.nodes.get(u.utterance_id);
+    if (g?.placed === u && g.pps === pps) return; // unchanged: touching it would cost a relayout
     if (!g) {
       g = el("g", { class: "utt", role: "listitem", tabindex: "-1", "data-id": u.utterance_id });
       for (const l of LABELS) el("rect", { class: `p p-${l}`, fill: info(l).color }, g);
@@ -160,6 +168,8 @@ export class Timeline {
     const hit = g.querySelector(".hit");
     hit.setAttribute("x", x0 - 2);
     hit.setAttribute("width", w + 4);
+    g.placed = u;
+    g.pps = pps;
   }
 
   #setActive(id) {
