@@ -1,0 +1,214 @@
+"""The training loop for waveform -> logits networks (the ResNets), through `accelerate`.
+
+One loop serves one GPU, several GPUs and the CPU with no code change: `Accelerator` moves the
+network and batches to the right device, wraps the network in DistributedDataParallel and shards
+the batches when the process was started by `accelerate launch` or `torchrun`, and runs the
+forward pass under bf16/fp16 autocast when asked. Multi-GPU training is therefore
+
+    accelerate launch --multi_gpu --num_processes 4 -m trainer train ...
+    torchrun --nproc_per_node 4 -m trainer train ...
+
+Every process fits the same model on its shard of each batch; validation runs the whole
+validation set in every process (it is small) and process 0's macro-F1 is broadcast, so all
+processes stop at the same epoch. BatchNorm is synchronised across processes when there are
+several, so the replicas stay identical. Only process 0 should write the bundle (`trainer train`
+checks `is_main_process()`).
+
+Early stopping watches validation macro-F1 (the metric the seed reports and the one a
+majority-class model scores badly on) and restores the best epoch's weights.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from trainer.audio_windows import random_crop
+from trainer.augment import AugmentSettings, augment
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a network is trained; saved with the model so a run can be repeated."""
+
+    batch_size: int = 32  # per device
+    lr: float = 1e-3  # peak of the one-cycle schedule
+    weight_decay: float = 1e-2
+    max_epochs: int = 40
+    patience: int = 6  # epochs without a better validation macro-F1 before stopping
+    val_fraction: float = 0.1  # held out of fit()'s samples when no eval_set is given; 0 = no early stopping
+    balance_classes: bool = True  # weight the loss by inverse class frequency (AI Hub is imbalanced)
+    augment: bool = True  # the seed's noise / stretch / pitch augmentations (trainer/augment.py)
+    num_workers: int = 0  # DataLoader workers; augmentation is CPU-bound, use several on a GPU machine
+    seed: int = 13
+    device: str = "auto"  # "auto", "cpu", "cuda"
+    precision: str = "auto"  # "auto" (bf16 where the GPU has it, else fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} must be one of {PRECISIONS}")
+        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ValueError("batch_size, max_epochs and patience must be at least 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrainSettings":
+        known = {f.name for f in fields(cls)}
+        if set(data) - known:
+            raise ValueError(f"unknown training settings {sorted(set(data) - known)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    """The mixed-precision mode for accelerate / transformers: "no", "bf16" or "fp16"."""
+    if device_type != "cuda" or precision == "fp32":
+        return "no"
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return precision
+
+
+def autocast_dtype(mode: str) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+
+
+def split_validation(y: Sequence[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train / validation indices; plain random when a class is too small to stratify."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    if fraction <= 0:
+        return index, index[:0]
+    counts = np.bincount(np.asarray(y))
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    train, val = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
+def class_weights(y: Sequence[int], n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights (sklearn's "balanced"); a class absent from y keeps weight 1."""
+    counts = np.bincount(np.asarray(y), minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class CropDataset(Dataset):
+    """Training examples: a random fixed-length crop of an (optionally augmented) clip."""
+
+    def __init__(self, waves: Sequence[np.ndarray], y: Sequence[int], size: int,
+                 augmentation: AugmentSettings | None, sample_rate: int):
+        self.waves, self.y, self.size = waves, y, size
+        self.augmentation, self.sample_rate = augmentation, sample_rate
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, int]:
+        # torch seeds every worker and every epoch differently from the main process's seed, so
+        # drawing the numpy seed from torch keeps runs reproducible and epochs different.
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+        wave = self.waves[index]
+        if self.augmentation is not None:
+            wave = augment(wave, rng, self.augmentation, self.sample_rate)
+        crop, length = random_crop(wave, self.size, rng)
+        return crop, length, self.y[index]
+
+
+def collate(batch: list[tuple[np.ndarray, int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    waves, lengths, y = zip(*batch)
+    return torch.from_numpy(np.stack(waves)), torch.tensor(lengths), torch.tensor(y)
+
+
+def macro_f1(y_true: Sequence[int], probs: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, probs.argmax(axis=1), average="macro", labels=list(range(probs.shape[1])), zero_division=0))
+
+
+def train_network(
+    net: nn.Module,
+    train: CropDataset,
+    n_classes: int,
+    settings: TrainSettings,
+    validate: Callable[[nn.Module], float] | None,
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Train `net(waves, lengths) -> logits` and return it (best epoch's weights, on its device).
+
+    `validate(net)` scores the unwrapped network in eval mode (macro-F1); None trains all
+    max_epochs and keeps the last weights. Returns the per-epoch history too.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list, set_seed
+
+    want_cpu = settings.device == "cpu"
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("training device 'cuda' was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+    device_type = "cpu" if want_cpu or not torch.cuda.is_available() else "cuda"
+    accelerator = Accelerator(cpu=want_cpu, mixed_precision=resolve_precision(settings.precision, device_type))
+    set_seed(settings.seed)
+    if accelerator.num_processes > 1:
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+
+    loader = DataLoader(train, batch_size=settings.batch_size, shuffle=True, drop_last=len(train) > settings.batch_size,
+                        num_workers=settings.num_workers, collate_fn=collate,
+                        persistent_workers=settings.num_workers > 0)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    net, optimizer, loader = accelerator.prepare(net, optimizer, loader)
+    # Not prepared: stepped once per optimizer step, over this process's own number of steps.
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr,
+                                                    total_steps=max(1, settings.max_epochs * len(loader)))
+    weight = class_weights(train.y, n_classes).to(accelerator.device) if settings.balance_classes else None
+
+    best_f1, best_state, stale, history = -math.inf, None, 0, []
+    for epoch in range(settings.max_epochs):
+        net.train()
+        total, seen = 0.0, 0
+        for waves, lengths, y in loader:
+            logits = net(waves, lengths)
+            loss = nn.functional.cross_entropy(logits.float(), y, weight=weight)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(net.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total, seen = total + loss.item() * len(y), seen + len(y)
+        record = {"epoch": epoch + 1, "loss": total / max(seen, 1)}
+        if validate is not None:
+            model = accelerator.unwrap_model(net)
+            model.eval()
+            score = [validate(model)]
+            broadcast_object_list(score, from_process=0)
+            record["val_macro_f1"] = score[0]
+            if score[0] > best_f1:
+                best_f1, stale = score[0], 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        history.append(record)
+        log.info("epoch %d: %s", epoch + 1, record)
+        if validate is not None and stale >= settings.patience:
+            break
+
+    model = accelerator.unwrap_model(net)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    accelerator.free_memory()
+    return model, history
