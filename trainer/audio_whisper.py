@@ -1,0 +1,216 @@
+"""`whisper_head`: a linear classifier on mean-pooled Whisper-encoder embeddings.
+
+The streamer already runs Whisper's encoder on every utterance for ASR, so an emotion head on
+its output costs almost nothing at run time and needs no weights beyond the embedded Whisper
+base. Whisper's encoder has heard a lot of speech, so its states carry pitch, energy and voice
+quality as well as words.
+
+Embedding: faster-whisper's FeatureExtractor (80 log-mels, as Whisper expects), CTranslate2's
+`encode` on the window trainer/asr.py would use for the same utterance (`short_window = true`:
+the utterance rounded up to a 2 s bucket, at least 4 s; else Whisper's 30 s), then the mean over
+the encoder frames that cover real audio. Whisper's two stride-2 convolutions map n feature
+frames to ceil(n / 2) encoder frames, so a clip of n frames owns the first ceil(n / 2) and the
+window's zero padding is left out of the mean. Training therefore sees exactly the encoder output
+the streamer computes for ASR, and the streamer can pool that output instead of encoding again
+(`pool_encoder_output` + `predict_proba_embeddings`). Clips are cut at 30 s, Whisper's limit;
+clips that share a window size are encoded in one batch.
+
+Classifier: standardisation + multinomial logistic regression (scikit-learn), class-balanced.
+Saved as safetensors arrays (scaler, weights) and a JSON config naming the Whisper model used;
+prediction is plain numpy, so loading needs neither scikit-learn nor pickle. Whisper itself is
+loaded lazily through `trainer.asr.load_whisper` on first use, or handed in (`head.whisper =
+model`) by a caller that already holds one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import numpy as np
+
+from trainer.audio_resnet import label_indices, sample_audio
+from trainer.bundle import Sample
+from trainer.labels import LABELS
+
+if TYPE_CHECKING:
+    from trainer.asr import Whisper
+
+SAMPLE_RATE = 16_000
+WEIGHTS = "head.safetensors"
+CONFIG = "config.json"
+
+
+@dataclass(frozen=True)
+class WhisperHeadSettings:
+    asr_model: str = "embedded"  # the faster-whisper model whose encoder embeds (asr.model)
+    compute_type: str = "auto"  # CTranslate2 compute type (asr.compute_type)
+    short_window: bool = True  # encode in the streamer's short window (asr.short_window); False = 30 s
+    c: float = 1.0  # inverse L2 strength of the logistic regression
+    balance_classes: bool = True
+    max_iter: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.c <= 0:
+            raise ValueError(f"whisper_head c must be positive, got {self.c}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "WhisperHeadSettings":
+        known = {f.name for f in fields(cls)}
+        if set(data) - known:
+            raise ValueError(f"unknown whisper_head settings {sorted(set(data) - known)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def pool_encoder_output(encoder_output: Any, feature_frames: Sequence[int]) -> np.ndarray:
+    """Mean over each clip's real encoder frames: (batch, frames, dim) StorageView or array -> (batch, dim).
+
+    A CTranslate2 StorageView on the CPU converts with np.array; one on a GPU is copied to the
+    CPU first. Each clip of n feature frames owns the first ceil(n / 2) encoder frames.
+    """
+    if hasattr(encoder_output, "to_device") and str(getattr(encoder_output, "device", "cpu")) != "cpu":
+        import ctranslate2
+
+        encoder_output = encoder_output.to_device(ctranslate2.Device.cpu)
+    states = np.asarray(encoder_output, dtype=np.float32)
+    if states.ndim != 3 or states.shape[0] != len(feature_frames):
+        raise ValueError(f"expected encoder output (batch={len(feature_frames)}, frames, dim), got {states.shape}")
+    pooled = np.empty((states.shape[0], states.shape[2]), dtype=np.float32)
+    for i, n in enumerate(feature_frames):
+        steps = min(max(1, -(-int(n) // 2)), states.shape[1])
+        pooled[i] = states[i, :steps].mean(axis=0)
+    return pooled
+
+
+def whisper_embeddings(whisper: Whisper, clips: Sequence[np.ndarray], short_window: bool = True,
+                       batch_size: int = 8) -> np.ndarray:
+    """Mean-pooled encoder states of each 16 kHz clip, (n, d_model) float32."""
+    from faster_whisper.audio import pad_or_trim
+
+    from trainer.asr import window_seconds
+
+    model = whisper.model
+    extractor = model.feature_extractor
+    limit = extractor.nb_max_frames  # 3000 frames = 30 s
+    # As trainer/asr.py (and faster-whisper) do: the extractor's padding frame is dropped.
+    features = [extractor(np.asarray(clip[: extractor.n_samples], dtype=np.float32))[..., :-1][:, :limit] for clip in clips]
+    by_window: dict[int, list[int]] = {}
+    for i, clip in enumerate(clips):
+        frames = int(round(window_seconds(len(clip) / SAMPLE_RATE, short_window) * model.frames_per_second))
+        by_window.setdefault(min(frames, limit), []).append(i)
+    out = np.zeros((len(clips), 0), dtype=np.float32)
+    for frames, members in by_window.items():
+        for start in range(0, len(members), batch_size):
+            chunk = members[start : start + batch_size]
+            batch = np.stack([pad_or_trim(features[i], frames) for i in chunk]).astype(np.float32)
+            pooled = pool_encoder_output(model.encode(batch), [features[i].shape[-1] for i in chunk])
+            if out.shape[1] == 0:
+                out = np.zeros((len(clips), pooled.shape[1]), dtype=np.float32)
+            out[chunk] = pooled
+    return out
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class WhisperHead:
+    """Logistic regression on Whisper-encoder embeddings."""
+
+    kind: ClassVar[str] = "whisper_head"
+
+    def __init__(self, settings: WhisperHeadSettings | None = None, labels: Sequence[str] = LABELS,
+                 whisper: Whisper | None = None, device: str = "auto"):
+        self.settings = settings or WhisperHeadSettings()
+        self.labels = tuple(labels)
+        self.whisper = whisper  # trainer.asr.Whisper; loaded on first use when None
+        self.device = device
+        self.arrays: dict[str, np.ndarray] | None = None  # mean, scale, coef (n_labels, d), intercept
+
+    def _whisper(self) -> Whisper:
+        if self.whisper is None:
+            from trainer.asr import load_whisper
+            from trainer.config import AsrConfig
+
+            device = "cuda" if self.device.startswith("cuda") else self.device
+            self.whisper = load_whisper(AsrConfig(model=self.settings.asr_model, device=device,
+                                                  compute_type=self.settings.compute_type))
+        return self.whisper
+
+    def embed(self, samples: Sequence[Sample]) -> np.ndarray:
+        return whisper_embeddings(self._whisper(), sample_audio(samples), self.settings.short_window)
+
+    def fit(self, samples: Sequence[Sample], y: Sequence[str]) -> "WhisperHead":
+        return self.fit_embeddings(self.embed(samples), y)
+
+    def fit_embeddings(self, embeddings: np.ndarray, y: Sequence[str]) -> "WhisperHead":
+        """Fit on embeddings computed once (cross-validation folds reuse them)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        targets = np.asarray(label_indices(list(y), self.labels))
+        if len(targets) != len(embeddings):
+            raise ValueError(f"{len(embeddings)} embeddings but {len(targets)} labels")
+        if len(set(targets.tolist())) < 2:
+            raise ValueError("whisper_head needs examples of at least two labels to learn anything")
+        scaler = StandardScaler().fit(embeddings)
+        s = self.settings
+        model = LogisticRegression(C=s.c, max_iter=s.max_iter, class_weight="balanced" if s.balance_classes else None)
+        model.fit(scaler.transform(embeddings), targets)
+        coef = np.zeros((len(self.labels), embeddings.shape[1]))
+        # Labels never seen in training can never win: their logit is pinned far below the rest.
+        intercept = np.full(len(self.labels), -1e4)
+        if len(model.classes_) == 2:  # sklearn keeps one row for two classes: logit difference
+            coef[model.classes_[1]], intercept[model.classes_] = model.coef_[0], (0.0, model.intercept_[0])
+        else:
+            coef[model.classes_], intercept[model.classes_] = model.coef_, model.intercept_
+        self.arrays = {"mean": scaler.mean_, "scale": scaler.scale_, "coef": coef, "intercept": intercept}
+        return self
+
+    def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
+        if not samples:
+            return np.zeros((0, len(self.labels)))
+        return self.predict_proba_embeddings(self.embed(samples))
+
+    def predict_proba_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """For callers that already have pooled encoder output (the streamer's ASR pass)."""
+        if self.arrays is None:
+            raise RuntimeError("whisper_head is not trained: call fit() or load() first")
+        a = self.arrays
+        if embeddings.shape[1] != a["mean"].shape[0]:
+            raise ValueError(
+                f"whisper_head was trained on {a['mean'].shape[0]}-d embeddings of Whisper {self.settings.asr_model!r} "
+                f"but got {embeddings.shape[1]}-d ones: use the same ASR model the head was trained with"
+            )
+        z = ((embeddings - a["mean"]) / a["scale"]) @ a["coef"].T + a["intercept"]
+        return _softmax(z)
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        from safetensors.numpy import save_file
+
+        if self.arrays is None:
+            raise RuntimeError("whisper_head is not trained: nothing to save")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self.arrays.items()}, str(folder / WEIGHTS))
+        config = {"kind": self.kind, "labels": list(self.labels), "settings": self.settings.to_json()}
+        (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        return {"settings": config["settings"], "embedding_dim": int(self.arrays["mean"].shape[0])}
+
+    @classmethod
+    def load(cls, folder: Path, device: str = "cpu") -> "WhisperHead":
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+        if config.get("kind") != cls.kind:
+            raise ValueError(f"{folder / CONFIG} holds a {config.get('kind')!r} model, not {cls.kind!r}")
+        head = cls(WhisperHeadSettings.from_json(config["settings"]), config["labels"], device=device)
+        head.arrays = load_file(str(folder / WEIGHTS))
+        return head
