@@ -42,6 +42,10 @@ DEFAULT_BUNDLE = Path(__file__).resolve().parent / "data" / "default_bundle"
 MODEL_KINDS: dict[str, str] = {
     "e5_head": "trainer.text_e5:E5Head",
     "stacker": "trainer.stacking:Stacker",
+    "resnet_mel": "trainer.audio_resnet:ResNetMel",
+    "resnet_mfcc": "trainer.audio_resnet:ResNetMfcc",
+    "wav2vec2": "trainer.audio_wav2vec:Wav2Vec2Classifier",
+    "whisper_head": "trainer.audio_whisper:WhisperHead",
     "text_hf": "trainer.text_hf:HFTextClassifier",
 }
 
