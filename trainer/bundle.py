@@ -47,6 +47,8 @@ MODEL_KINDS: dict[str, str] = {
     "wav2vec2": "trainer.audio_wav2vec:Wav2Vec2Classifier",
     "whisper_head": "trainer.audio_whisper:WhisperHead",
     "text_hf": "trainer.text_hf:HFTextClassifier",
+    "seed_multimodal": "trainer.multimodal:SeedMultimodal",
+    "fusion": "trainer.multimodal:GatedFusionModel",
 }
 
 

