@@ -147,7 +147,7 @@ def test_precision_follows_the_device():
 @pytest.mark.slow
 def test_fine_tunes_above_chance_and_round_trips_through_a_bundle(data, tmp_path):
     texts = [s.text for s in data["train"][0] + data["val"][0]]
-    model = classifier(tiny_bert(tmp_path / "tiny", texts)).fit(*data["train"], validation=data["val"])
+    model = classifier(tiny_bert(tmp_path / "tiny", texts)).fit(*data["train"], eval_set=data["val"])
     assert model.resumed_from is None and model.best_epoch_metrics["eval_macro_f1"] > 0.4
     test_samples, test_labels = data["test"]
     proba = model.predict_proba(test_samples)
@@ -184,10 +184,10 @@ def test_interrupted_fine_tuning_resumes_from_its_checkpoint(data, tmp_path):
     checkpoints = tmp_path / "checkpoints"
     with pytest.raises(KeyboardInterrupt):
         InterruptedClassifier(str(tiny), **dict(batch_size=16, learning_rate=3e-3, epochs=6, patience=6, max_length=64,
-                                                device="cpu", checkpoint_dir=checkpoints)).fit(*data["train"], validation=data["val"])
+                                                device="cpu", checkpoint_dir=checkpoints)).fit(*data["train"], eval_set=data["val"])
     saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert saved, "an epoch's checkpoint should be on disk after the interruption"
-    resumed = classifier(tiny, epochs=6, patience=6, checkpoint_dir=checkpoints).fit(*data["train"], validation=data["val"])
+    resumed = classifier(tiny, epochs=6, patience=6, checkpoint_dir=checkpoints).fit(*data["train"], eval_set=data["val"])
     assert resumed.resumed_from == str(saved[-1])
     last = max(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     state = json.loads((last / "trainer_state.json").read_text())

@@ -244,7 +244,7 @@ class HFTextClassifier:
             raise UserError(f"device {self.device!r} was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'")
         return torch.device(self.device)
 
-    def _training_arguments(self, output_dir: Path, n_train: int):
+    def _training_arguments(self, output_dir: Path):
         from transformers import TrainingArguments
 
         device = self._torch_device()
@@ -292,9 +292,9 @@ class HFTextClassifier:
         self,
         samples: Sequence[Sample],
         y: Sequence[str],
-        validation: tuple[Sequence[Sample], Sequence[str]] | None = None,
+        eval_set: tuple[Sequence[Sample], Sequence[str]] | None = None,
     ) -> "HFTextClassifier":
-        """Fine-tune on (samples, y), early-stopping on `validation` (or a stratified 10 % of train)."""
+        """Fine-tune on (samples, y), early-stopping on `eval_set` (or a stratified 10 % of train)."""
         from sklearn.model_selection import train_test_split
         from transformers import AutoModelForSequenceClassification, set_seed
         from transformers.trainer_utils import get_last_checkpoint
@@ -302,12 +302,12 @@ class HFTextClassifier:
         from trainer.evaluate import label_indices
 
         texts, target = _texts(samples), label_indices(y)
-        if validation is None:
+        if eval_set is None:
             texts, val_texts, target, val_target = train_test_split(
                 texts, target, test_size=HOLDOUT, stratify=target, random_state=self.seed
             )
         else:
-            val_texts, val_target = _texts(validation[0]), label_indices(validation[1])
+            val_texts, val_target = _texts(eval_set[0]), label_indices(eval_set[1])
         reason = self.unavailable_reason()
         if reason:
             raise UserError(f"text model {self.source!r} cannot be loaded: {reason}")
@@ -323,7 +323,7 @@ class HFTextClassifier:
         except (OSError, ValueError) as exc:
             raise UserError(f"the model {self.source!r} could not be loaded ({str(exc).splitlines()[0]})") from None
         train_set = _Encoded(self.tokenizer, texts, target, self.max_length)
-        eval_set = _Encoded(self.tokenizer, val_texts, val_target, self.max_length)
+        val_set = _Encoded(self.tokenizer, val_texts, val_target, self.max_length)
 
         scratch = None
         output_dir = self.checkpoint_dir
@@ -332,7 +332,7 @@ class HFTextClassifier:
             output_dir = Path(scratch)
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
-            trainer = self._build_trainer(model, self._training_arguments(output_dir, len(train_set)), train_set, eval_set)
+            trainer = self._build_trainer(model, self._training_arguments(output_dir), train_set, val_set)
             self.resumed_from = get_last_checkpoint(str(output_dir))
             if self.resumed_from:
                 log.info("resuming %s from %s", self.source, self.resumed_from)
