@@ -65,6 +65,8 @@ def test_temperature_undoes_overconfidence_and_keeps_labels():
     assert (apply_temperature(sharp, result.temperature).argmax(axis=1) == sharp.argmax(axis=1)).all()
     honest = calibrate(y, calibrated)
     assert honest.temperature == pytest.approx(1.0, rel=0.15)
+    few = calibrate(y[:60], sharp[:60])  # too few to trust, however much ECE drops
+    assert not few.applied and "only 60 validation utterances" in few.reason and few.used_temperature == 1.0
 
 
 def test_reports_hold_every_model_beside_the_seed(tmp_path):

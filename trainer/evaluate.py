@@ -10,7 +10,9 @@ reward ignoring the small classes).
 
 Calibration: expected calibration error (ECE) of the top label, 15 equal-width bins. A single
 temperature is fitted on the validation split by minimising log loss; it is kept only when it
-lowers validation ECE, and the choice is recorded. Temperature never changes a prediction's label.
+lowers validation ECE on at least MIN_CALIBRATION utterances (on fewer, a perfectly separated
+validation set would drive it to zero), and the choice is recorded. Temperature never changes a
+prediction's label.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import numpy as np
 from trainer.labels import LABELS
 
 ECE_BINS = 15
+MIN_CALIBRATION = 100  # validation utterances needed before a fitted temperature is trusted
 EPS = 1e-7
 
 # The seed report's results (its "F1-score" is weighted F1, see the module docstring).
@@ -92,6 +95,7 @@ class Calibration:
     val_ece_before: float
     val_ece_after: float
     applied: bool
+    reason: str = ""
 
     @property
     def used_temperature(self) -> float:
@@ -103,6 +107,7 @@ class Calibration:
             "val_ece_before": round(self.val_ece_before, 4),
             "val_ece_after": round(self.val_ece_after, 4),
             "applied": self.applied,
+            "reason": self.reason,
         }
 
 
@@ -111,7 +116,11 @@ def calibrate(y_val: np.ndarray, proba_val: np.ndarray) -> Calibration:
     temperature = fit_temperature(y_val, proba_val)
     before = expected_calibration_error(y_val, proba_val)
     after = expected_calibration_error(y_val, apply_temperature(proba_val, temperature))
-    return Calibration(temperature, before, after, applied=after < before)
+    if len(y_val) < MIN_CALIBRATION:
+        return Calibration(temperature, before, after, False, f"only {len(y_val)} validation utterances (< {MIN_CALIBRATION})")
+    if after >= before:
+        return Calibration(temperature, before, after, False, "does not lower validation ECE")
+    return Calibration(temperature, before, after, True, "lowers validation ECE")
 
 
 def classification_metrics(y: Sequence[str] | np.ndarray, proba: np.ndarray, labels: Sequence[str] = LABELS) -> dict[str, Any]:

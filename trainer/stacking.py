@@ -70,6 +70,14 @@ class Stacker:
         self.temperature = 1.0
         self.decision: dict[str, Any] = {}
 
+    @classmethod
+    def pass_through(cls, role: str, reason: str) -> "Stacker":
+        """A stacker that serves one base model (nothing to combine); it still carries a temperature."""
+        stacker = cls()
+        stacker.roles, stacker.mode, stacker.base_role = [role], "base", role
+        stacker.decision = {"mode": "base", "base_role": role, "summary": f"pass through {role} ({reason})"}
+        return stacker
+
     def fit_from(self, per_role_oof: dict[str, np.ndarray], y: Sequence[str] | np.ndarray) -> "Stacker":
         """Fit on out-of-fold probabilities {role: (n, labels)} and decide between stack and best base."""
         from sklearn.linear_model import LogisticRegression
@@ -126,7 +134,7 @@ class Stacker:
 
     def predict_proba_from(self, per_role: dict[str, np.ndarray]) -> np.ndarray:
         """(n, labels) probabilities; NaN rows wherever one of the roles it needs is NaN or absent."""
-        if self.coef is None:
+        if not self.roles:
             raise RuntimeError("Stacker.predict_proba_from called before fit_from() or load()")
         needed = [self.base_role] if self.mode == "base" else self.roles
         n = len(next(iter(per_role.values()))) if per_role else 0
@@ -144,8 +152,8 @@ class Stacker:
         return out
 
     def save(self, folder: Path) -> dict[str, Any]:
-        if self.coef is None or self.intercept is None:
-            raise RuntimeError("Stacker.save called before fit_from()")
+        if not self.roles:
+            raise RuntimeError("Stacker.save called before fit_from() or pass_through()")
         settings = {
             "labels": list(LABELS),
             "roles": self.roles,
@@ -153,8 +161,8 @@ class Stacker:
             "base_role": self.base_role,
             "C": self.C,
             "temperature": self.temperature,
-            "coef": self.coef.tolist(),
-            "intercept": self.intercept.tolist(),
+            "coef": None if self.coef is None else self.coef.tolist(),
+            "intercept": None if self.intercept is None else self.intercept.tolist(),
             "decision": self.decision,
         }
         (Path(folder) / SETTINGS_FILE).write_text(json.dumps(settings, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -168,7 +176,8 @@ class Stacker:
             stacker = cls()
             stacker.roles, stacker.mode, stacker.base_role = list(data["roles"]), data["mode"], data["base_role"]
             stacker.C, stacker.temperature, stacker.decision = data["C"], float(data["temperature"]), data["decision"]
-            stacker.coef, stacker.intercept = np.asarray(data["coef"], float), np.asarray(data["intercept"], float)
+            if data["coef"] is not None:
+                stacker.coef, stacker.intercept = np.asarray(data["coef"], float), np.asarray(data["intercept"], float)
         except FileNotFoundError:
             raise UserError(f"{path} is missing; copy the bundle again or retrain it") from None
         except (ValueError, KeyError, TypeError) as exc:
@@ -176,8 +185,9 @@ class Stacker:
         if tuple(data.get("labels", ())) != LABELS:
             raise UserError(f"{path}: labels {data.get('labels')} differ from {list(LABELS)}; retrain the bundle")
         width = len(LABELS) * len(stacker.roles)
-        if stacker.mode not in ("stack", "base") or stacker.coef.shape != (len(LABELS), width) or (
+        shape = None if stacker.coef is None else stacker.coef.shape
+        if stacker.mode not in ("stack", "base") or (stacker.mode == "stack" and shape != (len(LABELS), width)) or (
             stacker.mode == "base" and stacker.base_role not in stacker.roles
         ):
-            raise UserError(f"{path}: inconsistent stacker (mode {stacker.mode!r}, coef {stacker.coef.shape}); retrain the bundle")
+            raise UserError(f"{path}: inconsistent stacker (mode {stacker.mode!r}, coef {shape}); retrain the bundle")
         return stacker
