@@ -133,7 +133,8 @@ class WhisperHead:
         self.device = device
         self.arrays: dict[str, np.ndarray] | None = None  # mean, scale, coef (n_labels, d), intercept
 
-    def _whisper(self) -> Whisper:
+    def whisper_model(self) -> Whisper:
+        """The Whisper that embeds: the one handed in, else loaded now from the saved asr settings."""
         if self.whisper is None:
             from trainer.asr import load_whisper
             from trainer.config import AsrConfig
@@ -144,7 +145,7 @@ class WhisperHead:
         return self.whisper
 
     def embed(self, samples: Sequence[Sample]) -> np.ndarray:
-        return whisper_embeddings(self._whisper(), sample_audio(samples), self.settings.short_window)
+        return whisper_embeddings(self.whisper_model(), sample_audio(samples), self.settings.short_window)
 
     def fit(self, samples: Sequence[Sample], y: Sequence[str]) -> "WhisperHead":
         return self.fit_embeddings(self.embed(samples), y)
