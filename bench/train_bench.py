@@ -1,0 +1,270 @@
+"""Training-side speed: mel features (torch vs librosa) and training samples/s per model.
+
+    .venv/bin/python bench/train_bench.py [--threads 2] [--clips 64] [--seconds 4] [--cuda]
+
+Every number is measured in this run, next to its baseline:
+- mel: log-mel (the seed's settings: 16 kHz, n_fft 400, hop 160, 128 mels) of --clips synthetic
+  clips of --seconds each. Baseline: librosa, one clip at a time (what the seed did). Against it:
+  trainer.features in torch on the CPU, one clip at a time (the streamer's case; with 1 thread
+  and with --threads, because tiny ops on a busy machine wait on their own thread pool) and as
+  one padded batch (the training step's case), and on CUDA when there is a GPU (batch moved to the GPU and
+  synchronised inside the timing). Best of --repeat runs each.
+- training: samples/s through `fit()` on the synthetic set of tests/synthetic_audio.py (1-2 s
+  clips, 4 labels), fixed epochs, no validation: tiny CPU-sized resnet_mel / resnet_mfcc /
+  wav2vec2 (random config, no download) and whisper_head on the embedded Whisper base (embedding
+  + logistic regression). Baseline: the first row, resnet_mel. With --cuda (or whenever torch sees a
+  GPU): the default-size resnet_mel and a wav2vec2-base-sized random config (768 wide, 12
+  layers), each in bf16 against fp32 on the same GPU.
+- text rows: TEXT_ROWS below, where the text models add theirs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Row:
+    group: str  # "mel", "train", "text"
+    name: str
+    device: str
+    note: str
+    items: int  # clips or samples processed
+    seconds: float
+    unit: str = "samples/s"
+    baseline: "Row | None" = None
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds
+
+    def speedup(self) -> str:
+        return f"{self.rate / self.baseline.rate:.2f}x" if self.baseline else "baseline"
+
+
+def print_table(rows: list[Row]) -> None:
+    header = f"{'group':<6} {'what':<38} {'device':<6} {'setting':<34} {'n':>5} {'seconds':>8} {'rate':>12} {'unit':<10} {'vs baseline':>11}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r.group:<6} {r.name:<38} {r.device:<6} {r.note:<34} {r.items:>5} {r.seconds:>8.2f} {r.rate:>12.1f} {r.unit:<10} {r.speedup():>11}")
+
+
+def timed(run: Callable[[], object], repeat: int = 1) -> float:
+    """Best of `repeat` wall-clock runs: on a shared machine the minimum is the least disturbed."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+# --- mel -------------------------------------------------------------------------------------
+
+
+def mel_rows(args: argparse.Namespace, cuda: bool) -> list[Row]:
+    import librosa
+    import numpy as np
+    import torch
+
+    from tests.synthetic_audio import synthetic_clip
+    from trainer.features import MelFeatures, pad_batch
+    from trainer.labels import LABELS
+
+    rng = np.random.default_rng(0)
+    clips = [synthetic_clip(LABELS[i % 4], rng, args.seconds) for i in range(args.clips)]
+    audio_s = args.clips * args.seconds
+    note = f"{args.clips} x {args.seconds:g} s"
+
+    def librosa_all():
+        for y in clips:
+            mel = librosa.feature.melspectrogram(y=y, sr=16_000, n_fft=400, hop_length=160, n_mels=128)
+            librosa.power_to_db(mel, ref=1.0, top_db=80.0)
+
+    module = MelFeatures()
+
+    def torch_each(threads: int):
+        def run():
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                for y in clips:
+                    module(*pad_batch([y]))
+            torch.set_num_threads(before)
+        return run
+
+    def torch_batch(device: str, threads: int):
+        m = module.to(device)
+
+        def run():
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                m(*pad_batch(clips, device))
+                if device == "cuda":
+                    torch.cuda.synchronize()
+            torch.set_num_threads(before)
+        return run
+
+    librosa_all(), torch_each(1)()  # warm-up: FFT plans, allocator
+    base = Row("mel", "librosa, one clip at a time", "cpu", note, args.clips, timed(librosa_all, args.repeat), "clips/s")
+    rows = [base]
+    for threads in sorted({1, args.threads}):
+        rows.append(Row("mel", f"torch, one clip at a time, {threads} thread", "cpu", note, args.clips,
+                        timed(torch_each(threads), args.repeat), "clips/s", base))
+        rows.append(Row("mel", f"torch, one batch, {threads} thread", "cpu", note, args.clips,
+                        timed(torch_batch("cpu", threads), args.repeat), "clips/s", base))
+    if cuda:
+        run = torch_batch("cuda", args.threads)
+        run()
+        rows.append(Row("mel", "torch, one batch", "cuda", note, args.clips, timed(run, args.repeat), "clips/s", base))
+    for row in rows:
+        row.note += f": {audio_s / row.seconds:.0f} s of audio/s"
+    return rows
+
+
+# --- audio models ------------------------------------------------------------------------------
+
+
+def tiny_wav2vec2(folder: Path, base_size: bool = False) -> Path:
+    """A randomly initialised wav2vec 2.0 checkpoint (tiny, or wav2vec2-base's shape) in `folder`."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    if base_size:
+        config = Wav2Vec2Config()  # wav2vec2-base: 768 wide, 12 layers, 512-channel CNN front end
+    else:
+        config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                                classifier_proj_size=16)
+    Wav2Vec2ForSequenceClassification(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor().save_pretrained(folder)
+    return folder
+
+
+def whisper_head_loaded(head):
+    head.whisper_model()  # load Whisper before the clock starts: the row measures embedding + fitting
+    return head
+
+
+def fit_row(name: str, device: str, note: str, make: Callable[[], object], samples, y, epochs: int,
+            baseline: Row | None = None) -> Row:
+    model = make()
+    seconds = timed(lambda: model.fit(samples, y))
+    return Row("train", name, device, note, len(samples) * epochs, seconds, "samples/s", baseline)
+
+
+def train_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]:
+    from tests.synthetic_audio import synthetic_set
+    from trainer.audio_resnet import ResNetMel, ResNetMfcc, ResNetSettings
+    from trainer.audio_training import TrainSettings
+    from trainer.audio_wav2vec import Wav2Vec2Classifier, Wav2Vec2Settings
+    from trainer.audio_whisper import WhisperHead
+
+    samples, y = synthetic_set(args.per_class, seed=0)
+    e = args.epochs
+    tiny = ResNetSettings(width=8, blocks=(1, 1, 1, 1), crop_s=1.5)
+    cpu = TrainSettings(batch_size=16, max_epochs=e, val_fraction=0.0, augment=False, device="cpu")
+    aug = TrainSettings(batch_size=16, max_epochs=e, val_fraction=0.0, augment=True, device="cpu")
+    rows = [fit_row("resnet_mel (w8, 1-1-1-1, 1.5 s)", "cpu", f"fp32, batch 16, {e} epochs",
+                    lambda: ResNetMel(tiny, cpu), samples, y, e)]
+    base = rows[0]
+    rows.append(fit_row("resnet_mel + augmentation", "cpu", f"fp32, batch 16, {e} epochs",
+                        lambda: ResNetMel(tiny, aug), samples, y, e, base))
+    rows.append(fit_row("resnet_mfcc (w8, 1-1-1-1, 1.5 s)", "cpu", f"fp32, batch 16, {e} epochs",
+                        lambda: ResNetMfcc(tiny, cpu), samples, y, e, base))
+    checkpoint = tiny_wav2vec2(work / "tiny-wav2vec2")
+    rows.append(fit_row("wav2vec2 (tiny random config)", "cpu", f"fp32, batch 16, {e} epochs",
+                        lambda: Wav2Vec2Classifier(Wav2Vec2Settings(
+                            checkpoint=str(checkpoint), crop_s=1.5, batch_size=16, grad_accum=1, max_epochs=e,
+                            val_fraction=0.0, device="cpu")), samples, y, e, base))
+    rows.append(fit_row("whisper_head (Whisper base int8)", "cpu", "short window, embed + fit once",
+                        lambda: whisper_head_loaded(WhisperHead(device="cpu")), samples, y, 1, base))
+    if cuda:
+        rows += cuda_train_rows(args, work)
+    return rows
+
+
+def cuda_train_rows(args: argparse.Namespace, work: Path) -> list[Row]:
+    from tests.synthetic_audio import synthetic_set
+    from trainer.audio_resnet import ResNetMel
+    from trainer.audio_training import TrainSettings
+    from trainer.audio_wav2vec import Wav2Vec2Classifier, Wav2Vec2Settings
+
+    samples, y = synthetic_set(args.gpu_per_class, seed=0, seconds=4.0)
+    e = args.epochs
+    rows: list[Row] = []
+    for precision in ("fp32", "bf16"):
+        settings = TrainSettings(batch_size=32, max_epochs=e, val_fraction=0.0, augment=False, device="cuda",
+                                 precision=precision, num_workers=2)
+        rows.append(fit_row("resnet_mel (default: w32, 2-2-2-2, 4 s)", "cuda", f"{precision}, batch 32, {e} epochs",
+                            lambda: ResNetMel(training=settings), samples, y, e, rows[0] if rows else None))
+    checkpoint = tiny_wav2vec2(work / "base-wav2vec2", base_size=True)
+    start = len(rows)
+    for precision in ("fp32", "bf16"):
+        rows.append(fit_row("wav2vec2-base-sized random config", "cuda", f"{precision}, batch 8, 4 s crops, {e} epochs",
+                            lambda: Wav2Vec2Classifier(Wav2Vec2Settings(
+                                checkpoint=str(checkpoint), crop_s=4.0, batch_size=8, grad_accum=1, max_epochs=e,
+                                val_fraction=0.0, device="cuda", precision=precision)),
+                            samples, y, e, rows[start] if len(rows) > start else None))
+    return rows
+
+
+# --- text models -------------------------------------------------------------------------------
+# TEXT ROWS GO HERE. Each entry is a function (args, cuda, work_dir) -> list[Row] with group="text";
+# measure with fit_row() (or Row directly) and give each row a baseline row from the same run.
+TEXT_ROWS: list[Callable[[argparse.Namespace, bool, Path], list[Row]]] = []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch / BLAS threads (default 2)")
+    parser.add_argument("--clips", type=int, default=64, help="clips in the mel comparison")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each mel clip")
+    parser.add_argument("--repeat", type=int, default=5, help="mel rows report the best of this many runs")
+    parser.add_argument("--per-class", type=int, default=24, help="synthetic training clips per label (CPU rows)")
+    parser.add_argument("--gpu-per-class", type=int, default=128, help="synthetic 4 s clips per label (CUDA rows)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--cuda", action="store_true", help="require a GPU and add the CUDA rows")
+    parser.add_argument("--skip", default="", help="comma-separated groups to skip: mel, train, text")
+    args = parser.parse_args()
+
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(args.threads)
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore")
+    cuda = torch.cuda.is_available()
+    if args.cuda and not cuda:
+        print("error: --cuda given but torch sees no CUDA GPU", file=sys.stderr)
+        return 2
+    skip = set(filter(None, args.skip.split(",")))
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
+        if "mel" not in skip:
+            rows += mel_rows(args, cuda)
+        if "train" not in skip:
+            rows += train_rows(args, cuda, Path(tmp))
+        if "text" not in skip:
+            for make_rows in TEXT_ROWS:
+                rows += make_rows(args, cuda, Path(tmp))
+    print(f"\ntorch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs"
+          + (f", GPU {torch.cuda.get_device_name()}" if cuda else ", no GPU"))
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
