@@ -100,6 +100,17 @@ def test_audio_models_say_which_samples_lack_audio_and_which_labels_are_unknown(
         model.predict_proba([Sample(audio=np.zeros(800, np.float32))])
 
 
+def test_a_fit_after_another_accelerate_user_with_other_settings_works(data):
+    """`trainer train` fits many models in one process; accelerate's global state must not leak between them."""
+    from accelerate import Accelerator
+
+    Accelerator(cpu=True, mixed_precision="bf16")  # as a bf16 model fitted earlier in the process would leave it
+    train, y_train, _, _ = data
+    model = ResNetMel(ResNetSettings(width=4, blocks=(1,), crop_s=0.5), TrainSettings(max_epochs=1, device="cpu"))
+    model.fit(train[:16], y_train[:16])
+    assert len(model.history) == 1
+
+
 # --- the models ---------------------------------------------------------------------------------
 
 

@@ -88,14 +88,17 @@ def autocast_dtype(mode: str) -> torch.dtype | None:
 
 
 def split_validation(y: Sequence[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified train / validation indices; plain random when a class is too small to stratify."""
+    """Stratified train / validation indices; plain random when the set is too small to stratify."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(y))
     if fraction <= 0:
         return index, index[:0]
     counts = np.bincount(np.asarray(y))
-    stratify = y if counts[counts > 0].min() >= 2 else None
+    present = int((counts > 0).sum())
+    n_val = math.ceil(fraction * len(y))
+    can_stratify = counts[counts > 0].min() >= 2 and present <= n_val <= len(y) - present
+    stratify = y if can_stratify else None
     train, val = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
     return np.sort(train), np.sort(val)
 
@@ -155,12 +158,17 @@ def train_network(
     max_epochs and keeps the last weights. Returns the per-epoch history too.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import broadcast_object_list, set_seed
 
     want_cpu = settings.device == "cpu"
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("training device 'cuda' was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'")
     device_type = "cpu" if want_cpu or not torch.cuda.is_available() else "cuda"
+    # accelerate keeps one process-wide state and refuses a second Accelerator with another precision
+    # or device; `trainer train` fits several models in one process (transformers' Trainer resets
+    # the state the same way for each TrainingArguments).
+    AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(cpu=want_cpu, mixed_precision=resolve_precision(settings.precision, device_type))
     set_seed(settings.seed)
     if accelerator.num_processes > 1:
