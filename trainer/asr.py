@@ -21,6 +21,7 @@ version of the same test; the phrase list alone never drops anything.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,12 @@ from trainer.errors import UserError
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
     from faster_whisper.tokenizer import Tokenizer
+
+# CTranslate2's OpenMP threads spin for a while after each call. On a two-core machine that
+# starves whatever runs next on the same worker (measured: the e5 text head took 1.7-3.4 s right
+# after Whisper instead of 30-60 ms; Whisper itself is as fast with PASSIVE). Must be set before
+# ctranslate2 is first imported, which this module does lazily; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SAMPLE_RATE = 16_000
 MAX_LENGTH = 448  # Whisper's decoder context: prompt + generated tokens
