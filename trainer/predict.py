@@ -1,0 +1,229 @@
+"""Classify the emotion of each text and/or audio line of a JSONL file into another JSONL file.
+
+Input, one JSON object a line (blank lines are skipped):
+  {"id": "a1", "text": "오늘 정말 기뻐요"}        text is classified as given
+  {"id": "a2", "audio": "clips/a2.wav"}           audio is decoded to 16 kHz mono and transcribed
+  {"id": "a3", "text": "...", "audio": "a3.wav"}  the given text is used (no ASR); the audio feeds the
+                                                  bundle's audio models, when it has any
+`id` is a string or a number and comes back as given. A relative audio path is relative to the
+input file's folder (as in `trainer prepare`'s manifest). Any format faster-whisper decodes works.
+
+Output, one line per input line, in input order:
+  {"id", "label", "probs": {label: p}, "text", "audio", "multimodal", "used", "transcript"}
+`text` / `audio` / `multimodal` are the per-modality results ({"label", "probs"}) or null when that
+model is absent or had no input; `used` names the results the final one combines; `transcript` is
+what ASR heard (null when the line's text was given). A line that cannot be predicted comes out as
+{"id", "line", "error"}: what was wrong and what to do. The run goes on past bad lines.
+
+Exit status: 0 when at least one line was predicted, 1 when lines were read but none could be
+predicted, 2 for a problem with the command itself (missing input, unusable bundle or config).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import numpy as np
+
+from trainer.errors import UserError
+
+BATCH = 32  # lines per model call: amortises the encoder without holding a long file in memory
+
+
+@dataclass
+class Line:
+    """One parsed input line; `error` set means it will not be predicted."""
+
+    number: int
+    id: Any = None
+    text: str | None = None
+    audio: Path | None = None
+    error: str | None = None
+    waveform: np.ndarray | None = None
+    transcript: str | None = None
+    dropped: str | None = None  # why ASR dropped what it heard ("no_speech", ...), when it did
+
+
+def parse_line(raw: str, number: int, base: Path) -> Line:
+    """Validate one JSONL line; anything wrong becomes `error`, worded for the person who wrote it."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return Line(number, error=f"line {number} is not valid JSON ({exc.msg} at column {exc.colno}); write one JSON object per line")
+    if not isinstance(data, dict):
+        return Line(number, error=f"line {number} is a JSON {type(data).__name__}, not an object; write {{\"id\": ..., \"text\": ...}}")
+    line = Line(number, id=data.get("id"))
+    if isinstance(line.id, bool) or not isinstance(line.id, (str, int, float)) or line.id == "":
+        line.id = None
+        line.error = f'line {number} has no "id" (a non-empty string or a number); add one so results can be matched to inputs'
+        return line
+    text, audio = data.get("text"), data.get("audio")
+    if text is not None and not isinstance(text, str):
+        line.error = f'line {number}: "text" must be a string, got {type(text).__name__}'
+    elif audio is not None and (not isinstance(audio, str) or not audio.strip()):
+        line.error = f'line {number}: "audio" must be a file path (a non-empty string)'
+    elif not (text or "").strip() and audio is None:
+        line.error = f'line {number} has neither "text" nor "audio"; give the sentence as "text" or a sound file path as "audio"'
+    else:
+        line.text = text.strip() if text and text.strip() else None
+        line.audio = base / Path(audio).expanduser() if audio else None
+    return line
+
+
+def read_lines(path: Path) -> Iterator[Line]:
+    base = path.resolve().parent
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, raw in enumerate(handle, 1):
+            if raw.strip():
+                yield parse_line(raw, number, base)
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for raw in handle if raw.strip())
+
+
+def decode(line: Line) -> None:
+    from faster_whisper import decode_audio
+
+    if not line.audio.is_file():
+        line.error = f"line {line.number}: audio file {line.audio} does not exist; relative paths are relative to the input file's folder"
+        return
+    try:
+        waveform = decode_audio(str(line.audio), sampling_rate=16_000)
+    except Exception as exc:  # PyAV raises many error types for unreadable media
+        line.error = f"line {line.number}: cannot decode audio {line.audio} ({type(exc).__name__}: {exc}); convert it to wav, flac or mp3"
+        return
+    if waveform.size == 0:
+        line.error = f"line {line.number}: audio {line.audio} is empty (no samples); check the recording"
+        return
+    line.waveform = waveform
+
+
+class Transcriber:
+    """Loads Whisper on the first audio line that needs it; a load failure fails only audio lines."""
+
+    def __init__(self, asr_config: Any, language: str):
+        self.config, self.language = asr_config, language
+        self.model: Any = None
+        self.failure: str | None = None
+
+    def __call__(self, line: Line) -> None:
+        from trainer.asr import load_whisper, transcribe
+
+        if self.model is None and self.failure is None:
+            try:
+                self.model = load_whisper(self.config)
+            except UserError as exc:
+                self.failure = str(exc)
+        if self.failure:
+            line.error = f"line {line.number}: cannot transcribe audio: {self.failure}"
+            return
+        heard = transcribe(self.model, line.waveform, self.language, self.config)
+        line.transcript, line.dropped = heard.text.strip(), heard.filtered
+        line.text = line.transcript or None
+
+
+def prepare(line: Line, needs_audio: bool, transcriber: Transcriber) -> None:
+    """Decode and transcribe what the line and the bundle need."""
+    if line.error or line.audio is None:
+        return
+    if line.text is not None and not needs_audio:
+        return  # given text, and no model to feed the audio to: skip decoding
+    decode(line)
+    if line.error is None and line.text is None:
+        transcriber(line)
+
+
+def result_json(line: Line, prediction: Any, roles: list[str]) -> dict[str, Any]:
+    if prediction.used:
+        return {"id": line.id, **prediction.to_json(), "transcript": line.transcript}
+    if line.transcript == "":
+        why = (
+            f"no speech was recognised in {line.audio} (ASR: {line.dropped or 'empty'}), and the bundle has no audio model; "
+            "check that the file holds speech in the --language given"
+        )
+    else:
+        why = f"none of the bundle's models ({', '.join(roles)}) takes this line's input; give the input they need"
+    return {"id": line.id, "line": line.number, "transcript": line.transcript, "error": f"line {line.number}: {why}"}
+
+
+def error_json(line: Line) -> dict[str, Any]:
+    return {"id": line.id, "line": line.number, "error": line.error}
+
+
+def predict_batch(lines: list[Line], bundle: Any, transcriber: Transcriber) -> list[dict[str, Any]]:
+    from trainer.bundle import Sample
+
+    needs_audio = any(role in bundle.models for role in ("audio", "multimodal"))
+    for line in lines:
+        prepare(line, needs_audio, transcriber)
+    good = [line for line in lines if line.error is None]
+    predictions = iter(bundle.predict([Sample(text=line.text, audio=line.waveform, id=str(line.id)) for line in good]) if good else [])
+    roles = sorted(bundle.models)
+    return [result_json(line, next(predictions), roles) if line.error is None else error_json(line) for line in lines]
+
+
+def batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
+    batch: list[Line] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def write(handle: IO[str], rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    handle.flush()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", default=None, help="bundle folder, or 'default' for the shipped one (default: emotion.bundle)")
+    parser.add_argument("--input", type=Path, required=True, help="JSONL: {id, text and/or audio} per line")
+    parser.add_argument("--output", type=Path, required=True, help="JSONL written here, one line per input line")
+    parser.add_argument("--config", type=Path, default=None, help="config.toml for the ASR and emotion settings")
+    parser.add_argument("--language", default=None, help="language of the audio for ASR (default: asr.language, ko)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from trainer.bundle import load_bundle
+    from trainer.config import load_config, override
+
+    config = override(load_config(args.config), {"asr.language": args.language, "emotion.bundle": args.bundle})
+    if not args.input.is_file():
+        raise UserError(f"input {args.input} does not exist; pass --input with a JSONL file")
+    total = count_lines(args.input)
+    if total == 0:
+        raise UserError(f"input {args.input} has no lines; write one JSON object per line")
+    if args.output.resolve() == args.input.resolve():
+        raise UserError("--output is the same file as --input; choose another output path")
+    bundle = load_bundle(config.emotion.bundle, device=config.emotion.device)
+    transcriber = Transcriber(config.asr, config.asr.language)
+
+    predicted = errors = transcribed = 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as out, tqdm(total=total, unit="line", file=sys.stderr, disable=None) as bar:
+        for batch in batches(read_lines(args.input), BATCH):
+            rows = predict_batch(batch, bundle, transcriber)
+            write(out, rows)
+            errors += sum("error" in row for row in rows)
+            predicted += sum("error" not in row for row in rows)
+            transcribed += sum(row.get("transcript") is not None and "error" not in row for row in rows)
+            bar.update(len(batch))
+
+    print(
+        f"predicted {predicted} of {predicted + errors} lines ({transcribed} from transcribed audio) into {args.output}"
+        + (f"; {errors} lines have an \"error\" field saying what was wrong" if errors else ""),
+        file=sys.stderr,
+    )
+    return 0 if predicted else 1
