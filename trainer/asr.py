@@ -264,17 +264,24 @@ def _normalise(text: str) -> str:
 
 
 def judge(
-    text: str, no_speech_prob: float | None, avg_logprob: float | None, cfg: AsrConfig, runaway: bool = False
+    text: str,
+    no_speech_prob: float | None,
+    avg_logprob: float | None,
+    cfg: AsrConfig,
+    repetitive: bool = False,
+    runaway: bool = False,
 ) -> str | None:
     """Why a transcript should be dropped, or None to keep it.
 
-    A runaway loop that survived the temperature fallback ("아 아 아 ..." until the token budget
-    ran out) is dropped whatever its log-probability says: repeating itself makes Whisper confident.
+    Repeating itself makes Whisper confident, so a loop's log-probability proves nothing: a
+    repetitive transcript of audio Whisper calls silence ("이곳은 이곳은 이곳은 ..." from mains
+    hum, no-speech probability 0.97) is dropped, and so is a runaway loop (cut off by the token
+    budget) whatever the no-speech probability.
     """
     key = _normalise(text)
     if not key:
         return "empty"
-    if runaway:
+    if runaway or (repetitive and no_speech_prob is not None and no_speech_prob > cfg.no_speech_threshold):
         return "repetitive"
     if no_speech_prob is None or avg_logprob is None:
         return None
@@ -298,7 +305,7 @@ def _language(whisper: Whisper, language: str | None) -> str | None:
 
 def _decode(
     model: "WhisperModel", encoder_output: Any, tokenizer: "Tokenizer", cfg: AsrConfig, duration_s: float
-) -> tuple[Any, float, bool]:
+) -> tuple[Any, float, bool, bool]:
     """Greedy (or beam) decoding with faster-whisper's prompt and token suppression, and its
     temperature fallback for one failure only: a repetition loop (compression ratio above
     COMPRESSION_RATIO_THRESHOLD), retried with one sample per temperature. Unlike faster-whisper,
@@ -306,8 +313,8 @@ def _decode(
     retried: both are judged by the hallucination filter, and re-sampling them cost up to six
     decodes (measured 4-13 s on 3 s of noise) for nothing a listener could use. Returns the
     best result (no runaway loop, not repetitive, most probable, in that order), its average
-    log-probability, and whether it is a runaway loop: repetitive and cut off by the token budget,
-    which real speech, even a sentence said four times over, does not reach."""
+    log-probability, whether it is repetitive, and whether it is a runaway loop: repetitive and
+    cut off by the token budget, which real speech, even a sentence said four times, does not reach."""
     from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
     prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
@@ -335,8 +342,8 @@ def _decode(
         candidates.append((runaway, repetitive, -avg_logprob, result, avg_logprob))
         if not repetitive or result.no_speech_prob > cfg.no_speech_threshold:
             break
-    runaway, _repetitive, _cost, result, avg_logprob = min(candidates, key=lambda c: c[:3])
-    return result, float(avg_logprob), runaway
+    runaway, repetitive, _cost, result, avg_logprob = min(candidates, key=lambda c: c[:3])
+    return result, float(avg_logprob), repetitive, runaway
 
 
 def _window(whisper: Whisper, audio: np.ndarray, language: str | None, cfg: AsrConfig, window_s: float) -> Transcript:
@@ -354,10 +361,10 @@ def _window(whisper: Whisper, audio: np.ndarray, language: str | None, cfg: AsrC
         language = token[2:-2]
     tokenizer = whisper.tokenizer(language)
     duration = content_frames / model.frames_per_second
-    result, avg_logprob, runaway = _decode(model, encoder_output, tokenizer, cfg, duration)
+    result, avg_logprob, repetitive, runaway = _decode(model, encoder_output, tokenizer, cfg, duration)
     tokens = result.sequences_ids[0]
     text = tokenizer.decode(tokens).strip()
-    return _finish(text, language, float(result.no_speech_prob), avg_logprob, _segments(model, tokenizer, tokens, duration), start, cfg, runaway)
+    return _finish(text, language, float(result.no_speech_prob), avg_logprob, _segments(model, tokenizer, tokens, duration), start, cfg, repetitive, runaway)
 
 
 def _segments(model: "WhisperModel", tokenizer: "Tokenizer", tokens: list[int], duration: float) -> list[Segment]:
@@ -393,7 +400,7 @@ def _long(whisper: Whisper, audio: np.ndarray, language: str | None, cfg: AsrCon
     no_speech = float(np.average([p.no_speech_prob for p in pieces], weights=weights)) if pieces else None
     logprob = float(np.average([p.avg_logprob for p in pieces], weights=weights)) if pieces else None
     text = " ".join(s.text for s in segments).strip()
-    return _finish(text, info.language, no_speech, logprob, segments, start, cfg, runaway=False)
+    return _finish(text, info.language, no_speech, logprob, segments, start, cfg, repetitive=False, runaway=False)
 
 
 def _finish(
@@ -404,9 +411,10 @@ def _finish(
     segments: list[Segment],
     start: float,
     cfg: AsrConfig,
+    repetitive: bool,
     runaway: bool,
 ) -> Transcript:
-    reason = judge(text, no_speech, logprob, cfg, runaway)
+    reason = judge(text, no_speech, logprob, cfg, repetitive, runaway)
     return Transcript(
         text="" if reason else text,
         language=language,

