@@ -74,7 +74,8 @@ class Segmenter:
         if min(vad_cfg.min_silence_ms, vad_cfg.speech_pad_ms, vad_cfg.min_speech_ms) < 0:
             raise ValueError("vad.min_silence_ms, speech_pad_ms and min_speech_ms must not be negative")
         self.cfg = vad_cfg
-        self._vad = vad or SileroVad()
+        self._vad = vad or SileroVad()  # a shared one (tests, replays) starts this stream afresh
+        self._vad.reset()
         self._threshold = vad_cfg.threshold
         self._neg_threshold = max(vad_cfg.threshold - NEG_THRESHOLD_GAP, 0.01)
         self._pad = int(vad_cfg.speech_pad_ms * SAMPLE_RATE / 1000)
