@@ -152,3 +152,218 @@ def test_replay_of_something_that_is_not_a_recording_is_one_clear_line(tmp_path)
     assert "written by `run --record DIR`" in result.stderr
     result = run_cli("replay", str(tmp_path), "--speed", "0")
     assert result.returncode == 2 and "--speed" in result.stderr
+
+
+# -- the live daemon on real speech -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    from tests.speech import SENTENCES, require_espeak, speech_with_silences
+
+    require_espeak()
+    folder = tmp_path_factory.mktemp("speech")
+    sentences = list(SENTENCES[:3])
+    path, truth = speech_with_silences(sentences, 1.2, folder / "three.wav")
+    return sentences, path, truth
+
+
+def words_heard(sentence: str, text: str) -> float:
+    from tests.speech import word_error_rate
+
+    return 1.0 - word_error_rate(sentence, text)
+
+
+@pytest.mark.slow
+def test_one_utterance_per_sentence_with_its_words(spoken, tmp_path):
+    sentences, path, truth = spoken
+    daemon = Daemon("run", "--source", f"file:{path}", "--language", "en", "--fast", "--port", "0",
+                    "--record", str(tmp_path / "rec"))
+    try:
+        messages = asyncio.run(collect(daemon.url, since=0))
+        second = asyncio.run(collect(daemon.url, since=0))  # the finished session stays served
+    finally:
+        assert daemon.stop() == 0
+    assert numbered(messages) == numbered(second)
+    hello, rest = messages[0], numbered(messages)
+    assert hello["type"] == "hello" and hello["schema"] == 1 and hello["language"] == "en"
+    assert [m["seq"] for m in rest] == list(range(1, len(rest) + 1))
+    utterances = [m for m in rest if m["type"] == "utterance"]
+    assert len(utterances) == len(sentences), [u["text"] for u in utterances]
+    for sentence, (start, end), u in zip(sentences, truth, utterances):
+        assert words_heard(sentence, u["text"]) >= 0.7, (sentence, u["text"])
+        assert abs(u["start"] - start) < 0.5 and abs(u["end"] - end) < 0.5, (u["start"], u["end"], start, end)
+        assert sum(u["emotion"]["probs"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert u["latency_ms"]["end_to_message"] >= 0
+    assert rest[-1]["type"] == "session_end" and rest[-1]["reason"] == "source ended"
+    assert rest[-1]["utterances"] == len(sentences) and rest[-1]["dropped_frames"] == 0
+    (folder,) = (tmp_path / "rec").iterdir()
+    assert recorder.read_feed(folder) == rest
+    assert len(recorder.read_audio(folder / "audio.wav")) == pytest.approx(truth[-1][1] * 16000 + 1.2 * 16000, abs=400)
+    meta = recorder.read_meta(folder)
+    assert meta["end"]["utterances"] == len(sentences) and meta["config"]["server"]["token"] == ""
+
+
+@pytest.mark.slow
+def test_kill_9_mid_recording_leaves_a_session_that_replays(spoken, tmp_path):
+    sentences, path, truth = spoken
+    daemon = Daemon("run", "--source", f"file:{path}", "--language", "en", "--port", "0", "--record", str(tmp_path / "rec"))
+    try:
+        before = asyncio.run(collect(daemon.url, since=0, until="utterance"))  # real time: the first sentence is out
+    finally:
+        daemon.stop(signal.SIGKILL)
+    (folder,) = (tmp_path / "rec").iterdir()
+    assert "end" not in recorder.read_meta(folder)  # it really died mid-session
+    recorded = recorder.read_feed(folder)
+    assert numbered(before) == recorded[: len(numbered(before))]  # nothing sent was lost from disk
+    audio = recorder.read_audio(folder / "audio.wav")
+    last_end = max(m["end"] for m in recorded if m["type"] == "utterance")
+    assert last_end <= len(audio) / 16000 < truth[-1][1] + 1.2  # the audio reaches past what was analysed
+
+    replayed = Daemon("replay", str(folder), "--fast", "--port", "0")
+    try:
+        messages = numbered(asyncio.run(collect(replayed.url, since=0)))
+    finally:
+        replayed.stop()
+    assert messages[:-1] == recorded
+    assert messages[-1]["type"] == "session_end" and messages[-1]["reason"] == "recording cut off"
+
+    again = Daemon("run", "--source", f"session:{folder}", "--language", "en", "--fast", "--port", "0")
+    try:
+        reanalysed = numbered(asyncio.run(collect(again.url, since=0)))
+    finally:
+        again.stop()
+    texts = [m["text"] for m in reanalysed if m["type"] == "utterance"]
+    assert texts and words_heard(sentences[0], texts[0]) >= 0.7, texts
+
+
+# -- bad input: a clear error, and the daemon keeps serving ---------------------------------------
+
+
+def test_off_loopback_without_a_token_refuses_to_start():
+    result = run_cli("run", "--source", "browser", "--host", "0.0.0.0", "--port", "0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "server.token" in result.stderr and "loading models" not in result.stderr
+
+
+def test_a_missing_file_or_an_unknown_source_is_refused_before_anything_loads(tmp_path):
+    result = run_cli("run", "--source", f"file:{tmp_path / 'nope.wav'}")
+    assert result.returncode == 2 and "is not a file" in result.stderr and "loading models" not in result.stderr
+    result = run_cli("run", "--source", "speaker")
+    assert result.returncode == 2 and "mic, file:PATH, session:DIR or browser" in result.stderr
+
+
+@pytest.mark.slow
+def test_an_unreadable_file_and_bad_client_frames_leave_the_daemon_serving(tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8)
+    daemon = Daemon("run", "--source", f"file:{bad}", "--language", "en", "--port", "0")
+    try:
+        messages = numbered(asyncio.run(collect(daemon.url, since=0)))
+        (error,) = [m for m in messages if m["type"] == "error"]
+        assert error["code"] == "source_failed" and str(bad) in error["message"] and "FFmpeg" in error["message"]
+        assert messages[-1]["type"] == "session_end" and messages[-1]["reason"] == "source failed"
+
+        async def abuse_then_watch() -> list[dict]:
+            async with connect(daemon.url, max_size=None) as rude:
+                await rude.recv()  # hello
+                await rude.send("{not json")
+                assert json.loads(await rude.recv())["code"] == "bad_frame"
+                await rude.send("x" * 300_000)  # beyond server.max_message_bytes
+                with pytest.raises(Exception):
+                    while True:
+                        await asyncio.wait_for(rude.recv(), 10)
+                assert rude.close_code == 1009
+            async with connect(daemon.url + "?since=0") as polite:
+                got = [json.loads(await polite.recv()) for _ in range(len(messages) + 1)]
+                await polite.send('{"type": "ping"}')
+                got.append(json.loads(await polite.recv()))
+                return got
+
+        got = asyncio.run(abuse_then_watch())
+        assert numbered(got[1:-1]) == messages and got[-1]["type"] == "pong"
+        assert daemon.process.poll() is None
+    finally:
+        assert daemon.stop() == 0
+
+
+@pytest.mark.slow
+def test_8_khz_stereo_float_with_nan_samples_is_reported_and_still_transcribed(tmp_path):
+    import soundfile as sf
+    import soxr
+
+    from tests.speech import SENTENCES, require_espeak, speech_with_silences
+
+    require_espeak()
+    path, truth = speech_with_silences([SENTENCES[1]], 1.0, tmp_path / "mono.wav")
+    mono = soxr.resample(sf.read(path, dtype="float32")[0], 16000, 8000)
+    mono[:2000] = np.nan  # a damaged stretch in the leading silence
+    sf.write(tmp_path / "odd.wav", np.stack([mono, mono], axis=1), 8000, subtype="FLOAT")
+    daemon = Daemon("run", "--source", f"file:{tmp_path / 'odd.wav'}", "--language", "en", "--fast", "--port", "0")
+    try:
+        messages = numbered(asyncio.run(collect(daemon.url, since=0)))
+    finally:
+        daemon.stop()
+    errors = [m for m in messages if m["type"] == "error"]
+    assert [e["code"] for e in errors] == ["bad_audio"] and "NaN" in errors[0]["message"]
+    (utterance,) = [m for m in messages if m["type"] == "utterance"]
+    from tests.speech import normalise_words
+
+    said, heard = set(normalise_words(SENTENCES[1])), set(normalise_words(utterance["text"]))
+    assert len(said & heard) >= len(said) / 2, utterance["text"]  # telephone bandwidth costs Whisper some words
+    assert messages[-1]["reason"] == "source ended"
+
+
+@pytest.mark.slow
+def test_an_hour_of_silence_passes_quietly(tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "hour.flac"
+    with sf.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as f:
+        minute = np.zeros(16000 * 60, np.int16)
+        for _ in range(60):
+            f.write(minute)
+    daemon = Daemon("run", "--source", f"file:{path}", "--language", "en", "--fast", "--port", "0")
+    try:
+        messages = numbered(asyncio.run(collect(daemon.url, since=0, timeout=600)))
+    finally:
+        daemon.stop()
+    assert [m["type"] for m in messages if m["type"] not in ("status",)] == ["session_end"]
+    assert messages[-1]["duration"] == pytest.approx(3600.0) and messages[-1]["utterances"] == 0
+
+
+@pytest.mark.slow
+def test_without_a_microphone_the_daemon_serves_and_takes_the_browser_microphone(tmp_path):
+    from tests.speech import SENTENCES, require_espeak, speech_with_silences
+
+    require_espeak()
+    if run_cli("devices").returncode == 0:
+        pytest.skip("this machine has a microphone")
+    path, _ = speech_with_silences([SENTENCES[3]], 1.0, tmp_path / "said.wav")
+    daemon = Daemon("run", "--source", "mic", "--language", "en", "--port", "0")
+    try:
+        async def speak_into_mic() -> list[dict]:
+            import soundfile as sf
+
+            audio, _ = sf.read(path, dtype="int16")
+            async with connect(daemon.url + "?since=0") as ws:
+                hello = json.loads(await ws.recv())
+                async with connect(f"ws://127.0.0.1:{daemon.port}/mic") as mic:
+                    for start in range(0, len(audio), 640):  # 40 ms frames, as the dashboard sends them
+                        await mic.send(audio[start : start + 640].astype("<i2").tobytes())
+                        await asyncio.sleep(0.01)
+                    got = [hello]
+                    async with asyncio.timeout(120):
+                        while got[-1]["type"] != "utterance":
+                            got.append(json.loads(await ws.recv()))
+                    return got
+
+        got = asyncio.run(speak_into_mic())
+    finally:
+        assert daemon.stop() == 0
+    hello = got[0]
+    assert hello["source"] == "browser"
+    error = next(m for m in got if m["type"] == "error")
+    assert error["code"] == "no_microphone" and "microphone button" in error["message"]
+    assert any(m["type"] == "status" and m["state"] == "listening" and m["source"] == "browser" for m in got)
+    assert words_heard(SENTENCES[3], got[-1]["text"]) >= 0.7, got[-1]["text"]

@@ -1,0 +1,373 @@
+"""Run the monitor: serve the dashboard and the live feed of one source (mic, file, session, browser).
+
+The asyncio glue of one session. Four tasks share the event loop and two one-thread executors:
+
+    source --FrameQueue--> segment (VAD thread) --utterance queue--> analyse (analyzer thread) --> log
+                                   |                                                               |
+                                recorder (audio.wav)                  server fan-out, recorder (feed.jsonl)
+    status: about once a second, into the log
+
+The event loop itself only moves data, so the server answers while Whisper works. Both queues
+are bounded: when the analyzer falls behind, the segmenter waits on the utterance queue, the frame
+queue fills, and a live source's blocks are dropped and counted rather than stalling capture.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamer import feed, sources
+from streamer.devices import MicUnavailable
+from streamer.recorder import Recorder
+from streamer.segmenter import BadAudio, Utterance
+from streamer.server import FeedServer, check_exposure, stop_on_signals
+from trainer.config import Config, load_config, override
+from trainer.errors import UserError
+from trainer.labels import LABELS
+
+UTTERANCE_QUEUE = 4  # utterances waiting for the analyzer before the segmenter waits too
+STATUS_EVERY_S = 1.0
+BATCH_S = 1.0  # most audio handed to the segmenter in one call
+
+
+def _redacted(config: Config) -> dict[str, Any]:
+    """The config as recorded in meta.json, without the token."""
+    import dataclasses
+
+    data = dataclasses.asdict(config)
+    if data["server"]["token"]:
+        data["server"]["token"] = "(set)"
+    return data
+
+
+@dataclass
+class Counters:
+    utterances: int = 0
+    audio_s: float = 0.0
+    analysis_failures: int = 0
+    emitted: dict[int, float] = field(default_factory=dict)  # utterance id -> loop time it left the segmenter
+    last_id: int = 0  # the newest utterance that left the segmenter: older previews are stale
+
+
+class Session:
+    """One source, analysed into one session log until the source ends or `stop()`."""
+
+    def __init__(
+        self,
+        config: Config,
+        source: sources.Source,
+        segmenter: Any,
+        analyzer: Any,
+        log: feed.SessionLog,
+        *,
+        server: FeedServer | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.segmenter = segmenter
+        self.analyzer = analyzer
+        self.log = log
+        self.server = server
+        self.recorder = recorder
+        self.frames = sources.FrameQueue(config.audio.queue_s)
+        self.utterances: asyncio.Queue = asyncio.Queue(UTTERANCE_QUEUE)
+        self.counters = Counters()
+        self.state = "starting"
+        self.end_reason: str | None = None
+        self._partial: Any = None
+        self._bad_audio_reported = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._vad = ThreadPoolExecutor(1, thread_name_prefix="vad")
+        self._asr = ThreadPoolExecutor(1, thread_name_prefix="analyzer")
+        if server is not None and isinstance(source, sources.BrowserSource):
+            server.browser = source
+
+    # -- what clients see ---------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        return feed.hello_body(LABELS, self.analyzer.models(), self.config.asr.language, self.source.name,
+                               self.log.started)
+
+    def report(self, code: str, message: str, **extra: Any) -> None:
+        print(f"streamer: {message}", file=sys.stderr, flush=True)
+        self.log.publish("error", feed.error_body(code, message, **extra))
+
+    def lag_s(self) -> float:
+        now = asyncio.get_running_loop().time()
+        waiting = min(self.counters.emitted.values(), default=now)
+        return self.frames.queued_s + (now - waiting)
+
+    def _state(self) -> str:
+        if self.end_reason:
+            return "ended"
+        if isinstance(self.source, sources.BrowserSource):
+            return "listening" if self.source.connected else "waiting"
+        return self.state
+
+    def publish_status(self) -> None:
+        self.log.publish("status", feed.status_body(
+            getattr(self.segmenter, "level_db", None), bool(getattr(self.segmenter, "speaking", False)),
+            self.lag_s(), self.frames.dropped_frames, self.server.clients if self.server else 0,
+            self.source.name, self._state()))
+
+    # -- the pipeline -------------------------------------------------------------------------
+
+    async def run(self) -> str:
+        """Analyse until the source ends (or fails); returns the end reason. Cancel to stop."""
+        self.state = "listening" if self.source.live else "analysing"
+        self._loop = asyncio.get_running_loop()
+        tasks = [asyncio.create_task(coro) for coro in (self._capture(), self._segment(), self._status())]
+        analyse = asyncio.create_task(self._analyse())
+        try:
+            await analyse
+            self.end_reason = self.end_reason or "source ended"
+        except asyncio.CancelledError:
+            self.end_reason = "shutdown"
+            raise
+        finally:
+            for task in (*tasks, analyse):
+                task.cancel()
+            await asyncio.gather(*tasks, analyse, return_exceptions=True)
+            self._finish()
+        return self.end_reason
+
+    async def _capture(self) -> None:
+        try:
+            await self.source.run(self.frames, self.report)
+        except MicUnavailable as exc:
+            if self.server is None:
+                raise
+            self.report("no_microphone", f"{exc}. Serving on: the dashboard's microphone button is the input now")
+            self.source = sources.BrowserSource()
+            self.server.browser = self.source
+            await self.source.run(self.frames, self.report)
+        except sources.SourceError as exc:
+            self.end_reason = "source failed"
+            self.report("source_failed", str(exc))
+        finally:
+            self.frames.close()
+
+    async def _segment(self) -> None:
+        loop = asyncio.get_running_loop()
+        batch = int(BATCH_S * sources.SAMPLE_RATE)
+        while (block := await self.frames.get(batch)) is not None:
+            if self.recorder is not None:
+                self.recorder.write_audio(block)
+            self.counters.audio_s += len(block) / sources.SAMPLE_RATE
+            await self._route(await loop.run_in_executor(self._vad, self._push, block))
+        await self._route(await loop.run_in_executor(self._vad, self.segmenter.flush))
+        await self.utterances.put(None)
+
+    def _push(self, block: Any) -> list[Any]:
+        """Segment a block; samples that are not finite (a broken driver) become silence, said once."""
+        try:
+            return self.segmenter.push(block)
+        except BadAudio as exc:
+            if not self._bad_audio_reported:
+                self._bad_audio_reported = True
+                self._loop.call_soon_threadsafe(self.report, "bad_audio", f"{self.source.name}: {exc}; played as silence")
+            return self.segmenter.push(np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0))
+
+    async def _route(self, events: list[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        for event in events:
+            if isinstance(event, Utterance):
+                self.counters.emitted[event.id] = loop.time()
+                self.counters.last_id = max(self.counters.last_id, event.id)
+                if self._partial is not None and self._partial.id <= event.id:
+                    self._partial = None
+                await self.utterances.put(event)
+            elif self.source.live:  # a SpeechUpdate: only the newest matters, and only live
+                self._partial = event
+                self._wake.set()
+
+    async def _analyse(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.utterances.empty() and self._partial is not None:
+                update, self._partial = self._partial, None
+                await self._run_partial(loop, update)
+                continue
+            if self.utterances.empty():
+                self._wake.clear()
+                getter = asyncio.ensure_future(self.utterances.get())
+                waker = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait({getter, waker}, return_when=asyncio.FIRST_COMPLETED)
+                waker.cancel()
+                if getter not in done:
+                    getter.cancel()
+                    continue
+                utterance = getter.result()
+            else:
+                utterance = self.utterances.get_nowait()
+            if utterance is None:
+                return
+            await self._run_utterance(loop, utterance)
+
+    async def _run_partial(self, loop: asyncio.AbstractEventLoop, update: Any) -> None:
+        try:
+            body = await loop.run_in_executor(self._asr, self.analyzer.partial, update)
+        except Exception as exc:  # a failed preview is not worth stopping for; the utterance will say
+            print(f"streamer: partial analysis failed: {exc!r}", file=sys.stderr)
+            return
+        if body is not None and update.id > self.counters.last_id:  # else the utterance overtook its preview
+            self.log.publish("partial", body)
+
+    async def _run_utterance(self, loop: asyncio.AbstractEventLoop, utterance: Any) -> None:
+        try:
+            body = await loop.run_in_executor(self._asr, self.analyzer.analyze, utterance)
+        except Exception as exc:
+            self.counters.analysis_failures += 1
+            self.report("analysis_failed", f"utterance {utterance.id} could not be analysed ({exc!r}); going on",
+                        utterance_id=utterance.id)
+            return
+        finally:
+            emitted = self.counters.emitted.pop(utterance.id, loop.time())
+        if body is None:
+            return  # no speech after all (Whisper's no-speech filter)
+        waited_s = self._silence_waited(utterance)
+        latency = dict(body.get("latency_ms") or {})
+        latency["end_to_message"] = round((loop.time() - emitted + waited_s) * 1000.0, 1)
+        self.counters.utterances += 1
+        self.log.publish("utterance", {**body, "latency_ms": latency})
+
+    def _silence_waited(self, utterance: Any) -> float:
+        """Live audio: the silence the segmenter waited for after the speech ended, in seconds."""
+        if not self.source.live:
+            return 0.0
+        return max(getattr(self.segmenter, "position", utterance.end) - utterance.end, 0.0)
+
+    async def _status(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            self.publish_status()
+
+    def _finish(self) -> None:
+        reason = self.end_reason or "shutdown"
+        summary = feed.session_end_body(reason, self.counters.utterances, self.counters.audio_s,
+                                        self.frames.dropped_frames)
+        self.publish_status()
+        self.log.publish("session_end", summary)
+        if self.frames.dropped_frames:
+            print(f"streamer: {self.frames.dropped_frames} audio frames ({self.frames.dropped_samples / sources.SAMPLE_RATE:.1f} s) "
+                  "were dropped because analysis fell behind", file=sys.stderr)
+        if self.recorder is not None:
+            self.recorder.close(summary)
+        self._vad.shutdown(wait=False, cancel_futures=True)
+        self._asr.shutdown(wait=False, cancel_futures=True)
+
+
+# -- the `run` command ------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="a config.toml (default: built-in defaults)")
+    parser.add_argument("--source", help="mic, file:PATH, session:DIR or browser (default: audio.source)")
+    parser.add_argument("--language", help="speech language for Whisper, e.g. ko, en (default: asr.language)")
+    parser.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: server.port, 8765; 0 = any free port)")
+    parser.add_argument("--record", metavar="DIR", help="record the session into a folder under DIR")
+    parser.add_argument("--bundle", help="emotion model bundle folder, or 'default'")
+    parser.add_argument("--device", help="microphone name or index (`python -m streamer devices`)")
+    parser.add_argument("--fast", action="store_true", help="play files as fast as possible instead of at real time")
+    parser.add_argument("--exit-at-end", action="store_true", help="stop serving when the source ends (scripts, benchmarks)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    return override(config, {
+        "audio.source": args.source, "asr.language": args.language, "server.host": args.host,
+        "server.port": args.port, "record.dir": args.record, "emotion.bundle": args.bundle,
+        "audio.device": args.device, "audio.realtime": False if args.fast else None,
+    })
+
+
+def make_source(config: Config) -> sources.Source:
+    """The source a spec names, checked now so a typo is an error before anything loads."""
+    spec = config.audio.source
+    block = int(config.audio.block_ms * sources.SAMPLE_RATE / 1000)
+    kind, _, rest = spec.partition(":")
+    if spec == "mic":
+        return sources.MicSource(config.audio.device, block)
+    if spec == "browser":
+        return sources.BrowserSource()
+    if kind == "file" and rest:
+        if not Path(rest).expanduser().is_file():
+            raise UserError(f"--source {spec}: {rest} is not a file; give the path of an audio file")
+        return sources.file_source(rest, config.audio.realtime, block)
+    if kind == "session" and rest:
+        if not (Path(rest).expanduser() / "audio.wav").is_file():
+            raise UserError(f"--source {spec}: {rest}/audio.wav does not exist; give a folder written by --record")
+        return sources.session_source(rest, config.audio.realtime, block)
+    raise UserError(f"unknown source {spec!r}; use mic, file:PATH, session:DIR or browser")
+
+
+def load_pipeline(config: Config) -> tuple[Any, Any]:
+    """The segmenter and the analyzer (Whisper and the emotion bundle: seconds to load)."""
+    from streamer.analyzer import Analyzer
+    from streamer.segmenter import Segmenter
+
+    return Segmenter(config.vad), Analyzer(config)
+
+
+async def serve(config: Config, *, exit_at_end: bool = False) -> int:
+    """Load, serve, analyse; after the source ends keep serving until a signal unless `exit_at_end`."""
+    check_exposure(config.server)
+    source = make_source(config)
+    mic_problem = None
+    if isinstance(source, sources.MicSource):
+        try:
+            source.open()
+        except MicUnavailable as exc:
+            mic_problem = str(exc)
+            source = sources.BrowserSource()
+    record_dir = Path(config.record.dir).expanduser() if config.record.dir else None
+    if record_dir is not None:
+        try:
+            record_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the record folder {record_dir} ({exc.strerror}); pick a writable --record DIR") from None
+    print("streamer: loading models ...", file=sys.stderr, flush=True)
+    segmenter, analyzer = await asyncio.to_thread(load_pipeline, config)
+    log = feed.SessionLog(feed.new_session_id())
+    server = FeedServer(config.server, log, lambda: session.hello(), record_dir=record_dir)
+    recorder = None
+    if record_dir is not None:
+        recorder = Recorder(record_dir, log, {"source": source.name, "language": config.asr.language,
+                                              "models": analyzer.models(), "config": _redacted(config)})
+    session = Session(config, source, segmenter, analyzer, log, server=server, recorder=recorder)
+    await server.start()
+    token = "?token=..." if config.server.token else ""
+    print(f"streamer: session {log.session_id}, serving http://{config.server.host}:{server.port}/{token} "
+          f"(feed ws://{config.server.host}:{server.port}/ws)", file=sys.stderr, flush=True)
+    if mic_problem:
+        session.report("no_microphone", f"{mic_problem}. Serving on: the dashboard's microphone button is the input")
+    stop = stop_on_signals()
+    running = asyncio.create_task(session.run())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not running.done():
+        running.cancel()
+    reason = (await asyncio.gather(running, return_exceptions=True))[0]
+    print(f"streamer: session ended ({reason if isinstance(reason, str) else 'shutdown'}), "
+          f"{session.counters.utterances} utterances", file=sys.stderr, flush=True)
+    if not exit_at_end and not stop.is_set():
+        print("streamer: still serving the finished session; Ctrl-C to stop", file=sys.stderr, flush=True)
+        await stop.wait()
+    stopping.cancel()
+    await server.close()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    return asyncio.run(serve(config, exit_at_end=args.exit_at_end))
