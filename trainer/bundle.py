@@ -211,6 +211,7 @@ def save_bundle(
         raise ValueError(f"unknown model roles {sorted(unknown)}; roles are {ROLES}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared and copied
     try:
         entries: dict[str, Any] = {}
         for role, model in [*models.items(), *([("stacker", stacker)] if stacker else [])]:
