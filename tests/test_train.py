@@ -139,3 +139,20 @@ def test_all_means_every_model_and_skips_the_ones_without_weights(tmp_path):
     reason = unavailable_reason("text_hf", MODELS["text_hf"].build(cfg, tmp_path))
     assert "no-such-owner-e2/no-such-model" in reason and "set its folder in the config" in reason
     assert unavailable_reason("fusion", MODELS["fusion"].build(cfg, tmp_path)) is None
+
+
+def test_a_part_keeps_checkpoints_only_from_an_attempt_with_the_same_settings(tmp_path):
+    from trainer.train import Run
+
+    run = Run(tmp_path, "data", main_process=True, barrier=lambda: None)
+    part = run.part("text_hf", "full")
+    run.start(part, "settings-a")
+    (part / "checkpoints" / "checkpoint-8").mkdir(parents=True)
+    (part / "model.part").mkdir()
+    run.start(part, "settings-a")  # interrupted, same settings: resume from the checkpoint
+    assert (part / "checkpoints" / "checkpoint-8").is_dir() and not (part / "model.part").exists()
+    run.start(part, "settings-b")  # settings changed: the old checkpoint must not be resumed
+    assert not (part / "checkpoints").exists()
+    assert not run.is_done(part, "settings-b")
+    run.finish(part, "settings-b", {"val": [[0.25] * 4]})
+    assert run.is_done(part, "settings-b") and not run.is_done(part, "settings-a")

@@ -42,6 +42,7 @@ from trainer.labels import LABELS
 ROLES = ("text", "audio", "multimodal")
 WORK = "work"
 DONE = "done.json"
+ATTEMPT = "attempt.txt"  # the settings an unfinished part was started with
 
 
 @dataclass(frozen=True)
@@ -169,14 +170,17 @@ class Run:
         except ValueError:
             return False
 
-    def start(self, folder: Path, keep: Sequence[str] = ("checkpoints",)) -> None:
-        """Clear what an unfinished or outdated attempt left, except fine-tuning checkpoints."""
+    def start(self, folder: Path, fingerprint: str) -> None:
+        """Clear what an earlier attempt left; keep its fine-tuning checkpoints only if it had the same settings."""
         if self.main:
+            attempt = folder / ATTEMPT
+            same = attempt.is_file() and attempt.read_text(encoding="utf-8").strip() == fingerprint
             if folder.exists():
                 for child in folder.iterdir():
-                    if child.name not in keep:
+                    if not (same and child.name == "checkpoints"):
                         shutil.rmtree(child) if child.is_dir() else child.unlink()
             folder.mkdir(parents=True, exist_ok=True)
+            attempt.write_text(fingerprint + "\n", encoding="utf-8")
         self.barrier()
 
     def finish(self, folder: Path, fingerprint: str, arrays: dict[str, Any], model: Any = None, **info: Any) -> None:
@@ -344,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
             _say(main, f"[{number}/{len(chosen_names)}] {name}: done earlier, read back from {folder}")
         else:
             _say(main, f"[{number}/{len(chosen_names)}] {name}: training on {len(train[0])} utterances")
-            run_state.start(folder)
+            run_state.start(folder, fingerprint)
             began = time.time()
             model = _fit(MODELS[name].build(cfg, folder), *train, eval_set=val)
             arrays = {"val": model.predict_proba(val[0]), "test": model.predict_proba(test[0])}
@@ -382,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
                     _say(main, f"{name} fold {k + 1}/{len(splits.folds)}: done earlier")
                 else:
                     _say(main, f"{name} fold {k + 1}/{len(splits.folds)}: training on {len(splits.train) - len(fold)}, predicting {len(fold)}")
-                    run_state.start(folder)
+                    run_state.start(folder, fingerprint)
                     model = _fit(MODELS[name].build(cfg, folder), *part_data([i for i in splits.train if i not in held_out]), eval_set=val)
                     run_state.finish(folder, fingerprint, {"oof": model.predict_proba(part_data(fold)[0])})
                 oof[role][rows] = np.load(folder / "oof.npy")
