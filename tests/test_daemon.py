@@ -212,6 +212,9 @@ def test_kill_9_mid_recording_leaves_a_session_that_replays(spoken, tmp_path):
         before = asyncio.run(collect(daemon.url, since=0, until="utterance"))  # real time: the first sentence is out
     finally:
         daemon.stop(signal.SIGKILL)
+    partials = [m for m in numbered(before) if m["type"] == "partial"]
+    assert partials and {p["utterance_id"] for p in partials} == {1}  # played live: previews came first
+    assert all(p["start"] == pytest.approx(before[-1]["start"], abs=0.05) for p in partials)
     (folder,) = (tmp_path / "rec").iterdir()
     assert "end" not in recorder.read_meta(folder)  # it really died mid-session
     recorded = recorder.read_feed(folder)
