@@ -247,7 +247,8 @@ $("mic-button").addEventListener("click", async () => {
   if (mic.active) {
     mic.stop();
     button.setAttribute("aria-pressed", "false");
-    $("mic-state").textContent = "마이크 꺼짐 Microphone off";
+    $("mic-label").textContent = "마이크 켜기 Use this microphone";
+    $("mic-state").textContent = "";
     return;
   }
   button.disabled = true;
@@ -255,8 +256,9 @@ $("mic-button").addEventListener("click", async () => {
   try {
     await mic.start();
     button.setAttribute("aria-pressed", "true");
+    $("mic-label").textContent = "마이크 끄기 Stop microphone";
   } catch (error) {
-    $("mic-state").textContent = "마이크 꺼짐 Microphone off";
+    $("mic-state").textContent = "";
     notice(error.message);
   } finally {
     button.disabled = false;

@@ -6,8 +6,8 @@
 
 const BASE_MS = 500;
 const MAX_MS = 15000;
-const QUIET_MS = 10000; // no message for this long: send a ping
-const PONG_MS = 5000; // no answer to the ping for this long: the connection is dead
+const QUIET_MS = 5000; // no message for this long (status comes every second): send a ping
+const PONG_MS = 4000; // no answer to the ping for this long: the connection is dead
 const GAP_RETRIES = 3; // resumes tried before a hole the server cannot fill is accepted (and shown)
 
 export class FeedClient {

@@ -139,7 +139,7 @@ export class BrowserMic {
     const seconds = (this.frames * 0.04).toFixed(0);
     const level = Number.isFinite(this.levelDb) ? ` · ${this.levelDb.toFixed(0)} dB` : "";
     const lost = this.lost ? ` · ${(this.lost * 0.04).toFixed(1)} s lost` : "";
-    this.onState({ text: `● 송신 중 Live: ${seconds} s sent${level}${lost}` });
+    this.onState({ text: `● Live ${seconds} s sent${level}${lost}` });
   }
 
   stop() {

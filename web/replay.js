@@ -44,7 +44,9 @@ export class RecordedPlayer {
     this.messages = messages;
     const end = messages.find((m) => m.type === "session_end");
     this.duration = Math.max(end?.duration ?? 0, messages.at(-1)?.t ?? 0, meta.duration ?? 0);
-    this.audioUrl = new URL(`api/sessions/${encodeURIComponent(meta.id)}/audio.wav`, apiBase).href;
+    const audio = new URL(`api/sessions/${encodeURIComponent(meta.id)}/audio.wav`, apiBase);
+    if (token) audio.searchParams.set("token", token);
+    this.audioUrl = audio.href;
     this.seek(0);
   }
 

@@ -10,9 +10,10 @@ const ROLES = [
   ["stacker", "stacker"],
 ];
 const LAG_WARN_S = 3;
+const SILENT_DB = -100; // the daemon's floor for digital silence (no input at all)
 const STATES = {
   listening: "듣는 중 listening",
-  waiting: "waiting for a browser microphone: press 'Use this microphone'",
+  waiting: "waiting for a browser microphone",
   analysing: "분석 중 analysing a file",
   ended: "",
 };
@@ -51,8 +52,10 @@ export function renderStatus(session, stale) {
   const s = session?.status;
   const level = session?.end ? null : s?.level_db;
   $("level").value = Number.isFinite(level) ? Math.max(-70, level) : -70;
-  $("level-text").textContent = Number.isFinite(level) ? `${level.toFixed(0)} dB` : "–";
-  $("source-text").textContent = s?.source ?? session?.hello?.source ?? "";
+  $("level-text").textContent = !Number.isFinite(level) ? "–" : level <= SILENT_DB ? "silent" : `${level.toFixed(0)} dB`;
+  const source = s?.source ?? session?.hello?.source ?? "";
+  $("source-text").textContent = source.startsWith("file:") ? `file: ${source.split("/").pop()}` : source;
+  $("source-text").title = source;
   const speaking = $("speaking");
   const ended = Boolean(session?.end);
   speaking.textContent = ended ? "■ 종료 Ended" : !s ? "–" : s.speaking ? "● 말하는 중 Speaking" : "○ 조용함 Silent";

@@ -62,6 +62,7 @@ export class Timeline {
     svg.addEventListener("click", (e) => {
       const g = e.target.closest("g.utt");
       if (g) {
+        this.picked = true;
         this.#setActive(Number(g.dataset.id));
         this.onOpen(Number(g.dataset.id), false);
       }
@@ -84,6 +85,7 @@ export class Timeline {
       this.nodes.clear();
       this.session = session;
       this.active = null;
+      this.picked = false;
       this.gridKey = null;
       this.#hide();
     }
@@ -98,7 +100,8 @@ export class Timeline {
     }
     const list = session ? session.list() : [];
     for (const u of list) this.#place(u, x, pps);
-    if (list.length && !this.nodes.has(this.active)) this.#setActive(list[list.length - 1].utterance_id);
+    // Until the user picks one, Tab lands on the newest utterance.
+    if (list.length && (!this.picked || !this.nodes.has(this.active))) this.#setActive(list[list.length - 1].utterance_id);
     const p = session?.partial;
     this.partial.style.display = p ? "" : "none";
     if (p) {
@@ -182,6 +185,7 @@ export class Timeline {
   focus(id, moveFocus = true) {
     const g = this.nodes.get(id);
     if (!g) return;
+    this.picked = true;
     this.#setActive(id);
     this.layer.querySelector(".selected")?.classList.remove("selected");
     g.classList.add("selected");

@@ -33,6 +33,7 @@ export class Transcript {
     list.addEventListener("click", (e) => {
       const row = e.target.closest("li[data-id]");
       if (row) {
+        this.picked = true;
         this.#setActive(Number(row.dataset.id));
         this.onOpen(Number(row.dataset.id), false);
       }
@@ -45,6 +46,7 @@ export class Transcript {
       this.rows.clear();
       this.session = session;
       this.active = null;
+      this.picked = false;
     }
     if (!session) return;
     for (const u of session.list()) {
@@ -57,7 +59,8 @@ export class Transcript {
       this.rows.set(u.utterance_id, { node: row, message: u, models });
       if (focused) row.focus({ preventScroll: true });
     }
-    if (this.active === null && this.rows.size) this.#setActive(Math.min(...this.rows.keys()));
+    // Until the user picks one, Tab lands on the newest row.
+    if (this.rows.size && (!this.picked || !this.rows.has(this.active))) this.#setActive(Math.max(...this.rows.keys()));
     else this.rows.get(this.active)?.node.setAttribute("tabindex", "0");
     this.#partial(session.partial);
   }
@@ -111,6 +114,7 @@ export class Transcript {
   focus(id, moveFocus = true) {
     const row = this.rows.get(id)?.node;
     if (!row) return;
+    this.picked = true;
     this.#setActive(id);
     this.list.querySelector(".selected")?.classList.remove("selected");
     row.classList.add("selected");
