@@ -1,0 +1,420 @@
+"""The dashboard (web/) in real headless Chromium against the real daemon on loopback.
+
+One module-scoped run plays six espeak-ng English sentences through `python -m streamer run --source file:...
+--record DIR` with the page open; most tests then look at that page or at the recording it left.
+The restart test kills and restarts `python -m streamer replay` of that recording, and the
+microphone tests use Chromium's fake audio device against `--source browser`. Screenshots go to
+tests/artifacts/ for a person to look at.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+import wave
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.browser import Daemon, free_port, launch, require_chromium, shot
+from tests.speech import SENTENCES, normalise_words, require_espeak, speech_with_silences
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+LABELS = ["angry", "happiness", "neutral", "sadness"]
+EMOTIONML = "{http://www.w3.org/2009/10/emotionml}"
+SPOKEN = SENTENCES  # six sentences: about 25 s of session
+REPLAY_SPEED = 2  # the restart test replays the recording at twice its pace
+ENDED = "document.getElementById('speaking').textContent.includes('Ended')"
+
+
+@dataclass
+class Recording:
+    folder: Path
+    feed: list[dict]
+    daemon: Daemon
+    page: object
+
+    @property
+    def utterances(self) -> list[dict]:
+        return [m for m in self.feed if m["type"] == "utterance"]
+
+
+def read_feed(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "feed.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def rows(page) -> list[int]:
+    return [int(x) for x in page.eval_on_selector_all("#transcript li[data-id]", "els => els.map(e => e.dataset.id)")]
+
+
+def settle(page, ids: list[int]) -> list[int]:
+    """The transcript's ids once it shows `ids` (views update on the next animation frame), or
+    whatever it shows after a few seconds, for the assertion to report."""
+    try:
+        page.wait_for_function(
+            "ids => JSON.stringify([...document.querySelectorAll('#transcript li[data-id]')].map(e => Number(e.dataset.id))) === JSON.stringify(ids)",
+            arg=ids, timeout=5_000)
+    except playwright_api.TimeoutError:
+        pass
+    return rows(page)
+
+
+def points(page) -> list[int]:
+    return [int(x) for x in page.eval_on_selector_all("#timeline g.utt", "els => els.map(e => e.dataset.id)")]
+
+
+def export(page, fmt: str) -> str:
+    with page.expect_download() as info:
+        page.click(f"[data-export={fmt}]")
+    return Path(info.value.path()).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    require_chromium()
+    with playwright_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = launch(playwright)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def recording(browser, tmp_path_factory):
+    """A live session of three spoken sentences, watched by the page from start to end."""
+    require_espeak()
+    tmp = tmp_path_factory.mktemp("live")
+    wav, _ = speech_with_silences(SPOKEN, 1.0, tmp / "speech.wav")
+    daemon = Daemon(["run", "--source", f"file:{wav}", "--language", "en", "--record", str(tmp / "rec")],
+                    free_port(), tmp / "daemon.log").start()
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    try:
+        page.goto(daemon.url)
+        page.wait_for_function(ENDED, timeout=180_000)
+        (folder,) = [p for p in (tmp / "rec").iterdir() if p.is_dir()]
+        yield Recording(folder, read_feed(folder), daemon, page)
+    finally:
+        page.close()
+        daemon.stop()
+
+
+def test_live_session_shows_each_utterance_on_the_timeline_and_its_words(recording):
+    page, utterances = recording.page, recording.utterances
+    assert len(utterances) == len(SPOKEN), [u["text"] for u in utterances]
+    ids = [u["utterance_id"] for u in utterances]
+    assert points(page) == ids
+    assert rows(page) == ids
+    for u in utterances:
+        row = page.locator(f"#transcript li[data-id='{u['utterance_id']}']")
+        assert row.locator(".text").inner_text() == u["text"].strip()
+        assert row.get_attribute("data-label") == u["emotion"]["label"]
+        assert f"{round(u['emotion']['probs'][u['emotion']['label']] * 100)}%" in row.locator(".chip").inner_text()
+        assert page.get_attribute(f"#timeline g.utt[data-id='{u['utterance_id']}']", "data-label") == u["emotion"]["label"]
+    heard = set(normalise_words(" ".join(page.locator("#transcript .text").all_inner_texts())))
+    for sentence in SPOKEN:
+        words = set(normalise_words(sentence))
+        assert len(words & heard) >= len(words) / 2, (sentence, heard)
+    # Timeline columns lie in time order, and a model the daemon did not load reads "absent".
+    xs = page.eval_on_selector_all("#timeline g.utt .band", "els => els.map(e => Number(e.getAttribute('x')))")
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)
+    hello_models = page.locator("#models").inner_text()
+    if utterances[0]["audio_emotion"] is None:
+        assert "audio absent" in hello_models
+        assert "absent" in page.locator("#transcript li[data-id] .parts").first.inner_text()
+    shot(page, "live-1280x800")
+
+
+def test_page_fits_desktop_and_tablet_without_horizontal_scrolling(recording):
+    page = recording.page
+    for width, height in ((1280, 800), (768, 1024)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(300)
+        scroll, client = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert scroll <= client, f"horizontal scrolling at {width} px: {scroll} > {client}"
+        shot(page, f"layout-{width}x{height}")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    legend = page.locator("#legend").inner_text()
+    for korean, english in (("분노", "angry"), ("기쁨", "happiness"), ("중립", "neutral"), ("슬픔", "sadness")):
+        assert korean in legend and english in legend
+
+
+def test_keyboard_reaches_utterances_with_visible_focus_and_details(recording):
+    page, utterances = recording.page, recording.utterances
+    page.locator("body").click(position={"x": 5, "y": 5})
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.matches('#timeline g.utt')"):
+            break
+    else:
+        pytest.fail("Tab never reached an utterance on the timeline")
+    last = utterances[-1]
+    assert page.evaluate("Number(document.activeElement.dataset.id)") == last["utterance_id"]
+    page.keyboard.press("Home")
+    first = utterances[0]
+    assert page.evaluate("Number(document.activeElement.dataset.id)") == first["utterance_id"]
+    stroke = page.evaluate("getComputedStyle(document.activeElement.querySelector('.hit')).strokeWidth")
+    assert stroke == "3px", "the focused utterance has no visible focus ring"
+    tooltip = page.locator("#tooltip")
+    assert tooltip.is_visible() and first["text"].strip() in tooltip.inner_text()
+    shot(page, "keyboard-focus")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("Number(document.activeElement.dataset.id)") == utterances[1]["utterance_id"]
+    page.keyboard.press("Enter")  # opens the same utterance in the transcript
+    assert page.evaluate("document.activeElement.matches('#transcript li.selected')")
+    assert page.evaluate("Number(document.activeElement.dataset.id)") == utterances[1]["utterance_id"]
+    page.keyboard.press("ArrowUp")
+    assert page.evaluate("Number(document.activeElement.dataset.id)") == first["utterance_id"]
+
+
+def test_exports_match_the_feed(recording):
+    page, utterances, folder = recording.page, recording.utterances, recording.folder
+    by_id = {u["utterance_id"]: u for u in utterances}
+
+    table = list(csv.DictReader(io.StringIO(export(page, "csv").lstrip("\ufeff"))))
+    assert [int(r["utterance_id"]) for r in table] == list(by_id)
+    for r in table:
+        u = by_id[int(r["utterance_id"])]
+        assert (float(r["start"]), float(r["end"]), r["text"], r["label"]) == (u["start"], u["end"], u["text"], u["emotion"]["label"])
+        for label in LABELS:
+            assert float(r[f"p_{label}"]) == pytest.approx(u["emotion"]["probs"][label], abs=1e-4)
+        for part in ("text_emotion", "audio_emotion"):
+            assert r[f"{part}_label"] == (u[part]["label"] if u[part] else "")
+
+    cues = [c for c in export(page, "srt").strip().split("\n\n")]
+    assert len(cues) == len(utterances)
+    for cue, u in zip(cues, utterances):
+        number, times, text = cue.split("\n", 2)
+        start, end = (_srt_seconds(t) for t in times.split(" --> "))
+        assert start == pytest.approx(u["start"], abs=1e-3) and end == pytest.approx(u["end"], abs=1e-3)
+        assert u["emotion"]["label"] in text and u["text"].strip() in text
+
+    vtt = export(page, "vtt")
+    assert vtt.startswith("WEBVTT\n")
+    vtt_times = re.findall(r"^(\d\d:\d\d:\d\d\.\d{3}) --> (\d\d:\d\d:\d\d\.\d{3})$", vtt, flags=re.M)
+    stamps = [_srt_seconds(t) for pair in vtt_times for t in pair]
+    assert stamps == pytest.approx([t for u in utterances for t in (u["start"], u["end"])], abs=1e-3)
+
+    root = ET.fromstring(export(page, "emotionml").encode("utf-8"))
+    assert root.tag == f"{EMOTIONML}emotionml" and root.get("version") == "1.0"
+    (vocabulary,) = root.findall(f"{EMOTIONML}vocabulary")
+    assert vocabulary.get("type") == "category"
+    assert [i.get("name") for i in vocabulary] == LABELS
+    assert root.get("category-set") == f"#{vocabulary.get('id')}"
+    emotions = root.findall(f"{EMOTIONML}emotion")
+    assert len(emotions) == len(utterances)
+    started = datetime.fromisoformat(json.loads((folder / "meta.json").read_text())["started"]).timestamp()
+    for emotion, u in zip(emotions, utterances):
+        (category,) = emotion.findall(f"{EMOTIONML}category")
+        assert category.get("name") == u["emotion"]["label"]
+        assert float(category.get("value")) == pytest.approx(u["emotion"]["probs"][u["emotion"]["label"]], abs=1e-4)
+        uri = emotion.find(f"{EMOTIONML}reference").get("uri")
+        assert uri.endswith(f"/api/sessions/{folder.name}/audio.wav#t={u['start']:.3f},{u['end']:.3f}")
+        assert int(emotion.get("start")) == pytest.approx((started + u["start"]) * 1000, abs=1000)
+
+    exported = json.loads(export(page, "json"))
+    assert exported["session"] == folder.name
+    assert exported["messages"] == read_feed(folder)
+
+
+def _srt_seconds(stamp: str) -> float:
+    h, m, s = stamp.replace(",", ".").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def test_recorded_session_replays_in_the_page_with_seek_and_speed(recording):
+    page, utterances, folder = recording.page, recording.utterances, recording.folder
+    page.click("#refresh-sessions")
+    page.wait_for_selector(f"#session-select option[value='rec:{folder.name}']", state="attached")
+    page.select_option("#session-select", f"rec:{folder.name}")
+    page.wait_for_selector("#replay:not([hidden])")
+    assert settle(page, []) == [] and page.get_attribute("#conn", "data-state") == "replay"
+    middle = (utterances[0]["t"] + utterances[1]["t"]) / 2  # the first result is out, the second not yet
+    page.fill("#replay-seek", str(middle))
+    assert settle(page, [utterances[0]["utterance_id"]]) == [utterances[0]["utterance_id"]]
+    page.select_option("#replay-speed", "16")
+    page.click("#replay-play")
+    page.wait_for_function(f"document.querySelectorAll('#transcript li[data-id]').length === {len(utterances)}", timeout=30_000)
+    assert points(page) == [u["utterance_id"] for u in utterances]
+    ids = [u["utterance_id"] for u in utterances]
+    page.fill("#replay-seek", "0")  # seeking back rebuilds from the start: nothing doubled
+    assert settle(page, []) == []
+    page.select_option("#replay-speed", "Infinity")
+    assert settle(page, ids) == ids
+    shot(page, "replay-recorded")
+    page.select_option("#session-select", f"live:{folder.name}")  # back to the live session, still whole
+    assert settle(page, ids) == ids
+
+
+def test_resume_after_a_daemon_restart_has_no_gap_and_no_duplicate(browser, recording, tmp_path):
+    port = free_port()
+    replay = Daemon(["replay", str(recording.folder), "--speed", str(REPLAY_SPEED)], port, tmp_path / "replay.log").start()
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    try:
+        page.goto(replay.url)
+        page.wait_for_selector("#transcript li[data-id]", timeout=60_000)
+        replay.kill()
+        page.wait_for_selector("#conn[data-state=reconnecting]", timeout=15_000)
+        shot(page, "resume-reconnecting")
+        seen = len(rows(page))
+        replay.start()
+        page.wait_for_function(ENDED, timeout=120_000)
+        exported = json.loads(export(page, "json"))
+        on_page = (rows(page), points(page))
+        shot(page, "resume-done")
+    finally:
+        page.close()
+        replay.stop()
+    recorded = recording.feed
+    assert [m["seq"] for m in exported["messages"]] == list(range(1, len(recorded) + 1))
+    assert exported["messages"] == recorded
+    assert exported["gaps"] == []
+    ids = [u["utterance_id"] for u in recording.utterances]
+    assert on_page == (ids, ids)
+    resumed = [int(re.search(r"since=(\d+)", url).group(1)) for url in sockets]
+    assert resumed[0] == 0 and max(resumed) > 0, sockets  # it resumed mid-session, not from the start
+    assert seen >= 1
+
+
+def test_resume_after_a_network_drop_has_no_gap_and_no_duplicate(browser, recording, tmp_path):
+    """The network goes away without a close (emulated offline): the page notices the silence,
+    reconnects when it can and resumes after the last seq it applied."""
+    replay = Daemon(["replay", str(recording.folder)], free_port(), tmp_path / "replay.log").start()
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page = context.new_page()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    try:
+        page.goto(replay.url)
+        page.wait_for_selector("#transcript li[data-id]", timeout=60_000)
+        context.set_offline(True)
+        page.wait_for_selector("#conn[data-state=reconnecting]", timeout=20_000)
+        context.set_offline(False)
+        page.wait_for_function(ENDED, timeout=120_000)
+        exported = json.loads(export(page, "json"))
+    finally:
+        context.close()
+        replay.stop()
+    assert exported["messages"] == recording.feed and exported["gaps"] == []
+    assert max(int(re.search(r"since=(\d+)", url).group(1)) for url in sockets) > 0, sockets
+
+
+def test_a_new_session_after_a_restart_is_followed_and_the_old_one_stays_viewable(browser, recording, tmp_path):
+    port = free_port()
+    old = Daemon(["replay", str(recording.folder), "--fast"], port, tmp_path / "replay.log").start()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    ids = [u["utterance_id"] for u in recording.utterances]
+    try:
+        page.goto(old.url)
+        page.wait_for_function(ENDED, timeout=30_000)
+        assert rows(page) == ids
+        old.stop()
+        page.wait_for_selector("#conn[data-state=reconnecting]", timeout=15_000)
+        new = Daemon(["run", "--source", "browser", "--language", "en"], port, tmp_path / "new.log").start()
+        try:
+            # The page asked for ?since=N of the old session; it must notice and read the new one from its start.
+            page.wait_for_function("document.getElementById('state-text').textContent.includes('waiting')", timeout=60_000)
+            assert settle(page, []) == [] and not page.is_visible("#replay")
+            options = page.eval_on_selector_all("#session-select option", "els => els.map(e => e.value)")
+            assert f"live:{recording.folder.name}" in options and len([o for o in options if o.startswith("live:")]) == 2
+            shot(page, "new-session")
+            page.select_option("#session-select", f"live:{recording.folder.name}")
+            assert settle(page, ids) == ids
+            assert page.get_attribute("#conn", "data-state") == "connected"
+        finally:
+            new.stop()
+    finally:
+        page.close()
+        old.stop()
+
+
+def test_browser_microphone_streams_audio_the_daemon_records(browser, tmp_path):
+    daemon = Daemon(["run", "--source", "browser", "--language", "en", "--record", str(tmp_path / "rec")],
+                    free_port(), tmp_path / "daemon.log").start()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(daemon.url)
+        page.wait_for_selector("#conn[data-state=connected]")
+        page.click("#mic-button")
+        page.wait_for_function("document.getElementById('mic-state').textContent.includes('Live')", timeout=20_000)
+        time.sleep(4)
+        page.wait_for_function("document.getElementById('level-text').textContent.includes('dB')", timeout=10_000)
+        shot(page, "microphone-live")
+        sent = float(re.search(r"([\d.]+) s sent", page.locator("#mic-state").inner_text()).group(1))
+        page.click("#mic-button")
+        assert page.get_attribute("#mic-button", "aria-pressed") == "false"
+    finally:
+        page.close()
+        daemon.stop()
+    (folder,) = [p for p in (tmp_path / "rec").iterdir() if p.is_dir()]
+    with wave.open(str(folder / "audio.wav")) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
+    assert len(audio) / 16000 >= min(sent, 3.0) - 0.5, (len(audio), sent)
+    assert np.sqrt(np.mean(audio**2)) > 1e-3, "the daemon recorded silence: Chromium's fake microphone beeps"
+    levels = [m["level_db"] for m in read_feed(folder) if m["type"] == "status" and m.get("level_db") is not None]
+    assert levels and max(levels) > -60
+
+
+def test_microphone_refusals_are_explained(playwright, recording):
+    # The user says no to the browser's prompt.
+    denied_browser = launch(playwright, allow_mic=False)
+    try:
+        page = denied_browser.new_page()
+        page.goto(recording.daemon.url)
+        page.click("#mic-button")
+        page.wait_for_selector("#notice:not([hidden])")
+        assert "denied" in page.locator("#notice").inner_text()
+        assert page.get_attribute("#mic-button", "aria-pressed") == "false"
+    finally:
+        denied_browser.close()
+    # The daemon plays a file, so it has no use for a microphone: the page passes on its reason.
+    page = recording.page
+    page.click("#mic-button")
+    page.wait_for_function("document.getElementById('notice').textContent.includes('--source browser')", timeout=10_000)
+    assert page.get_attribute("#mic-button", "aria-pressed") == "false"
+
+
+def test_microphone_worklet_resamples_48k_to_16k_without_aliasing(recording):
+    """The worklet's own resampler (used where the browser will not open a 16 kHz context)."""
+    result = recording.page.evaluate("""async () => {
+        const rate = 48000, seconds = 1;
+        const measure = async (freq) => {
+            const ctx = new OfflineAudioContext(1, rate * seconds, rate);
+            await ctx.audioWorklet.addModule('mic-worklet.js');
+            const node = new AudioWorkletNode(ctx, 'pcm16-sender');
+            const chunks = [];
+            node.port.onmessage = ({ data }) => chunks.push(new Int16Array(data.pcm));
+            const osc = new OscillatorNode(ctx, { frequency: freq });
+            const gain = new GainNode(ctx, { gain: 0.5 });
+            osc.connect(gain).connect(node).connect(ctx.destination);
+            osc.start();
+            await ctx.startRendering();
+            await new Promise((r) => setTimeout(r, 200));
+            const pcm = chunks.flatMap((c) => Array.from(c)).slice(800);  // skip the filter's start
+            let crossings = 0, energy = 0;
+            for (let i = 1; i < pcm.length; i++) if ((pcm[i - 1] < 0) !== (pcm[i] < 0)) crossings++;
+            for (const s of pcm) energy += (s / 32768) ** 2;
+            return { samples: pcm.length + 800, freq: crossings / 2 / (pcm.length / 16000), rms: Math.sqrt(energy / pcm.length) };
+        };
+        return { pass: await measure(1000), stop: await measure(12000) };
+    }""")
+    assert result["pass"]["samples"] == pytest.approx(16000, abs=700)  # 1 s at 16 kHz, in whole 40 ms frames
+    assert result["pass"]["freq"] == pytest.approx(1000, rel=0.01)
+    assert result["pass"]["rms"] == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
+    # 12 kHz is above the new 8 kHz Nyquist: without filtering it would fold to 4 kHz at full level.
+    assert 20 * np.log10(result["stop"]["rms"] / result["pass"]["rms"]) < -30
