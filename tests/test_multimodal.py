@@ -111,3 +111,22 @@ def test_missing_modalities_are_named(fitted, data):
         fitted["fusion"].predict_proba([Sample(text=sample.text, id="x1")])
     with pytest.raises(ValueError, match="need text.*x2"):
         fitted["fusion"].predict_proba([Sample(text="  ", audio=sample.audio, id="x2")])
+
+
+def test_a_hugging_face_encoder_can_supply_the_text_vectors(data, tmp_path):
+    from test_text_hf import tiny_bert
+
+    from trainer.multimodal import text_vectors
+
+    encoder = str(tiny_bert(tmp_path / "tiny-bert", [s.text for s in data["train"][0]]))
+    samples = data["test"][0][:6]
+    vectors = text_vectors(samples, encoder, device="cpu")
+    assert vectors.shape == (6, 64) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(text_vectors(samples[::-1], encoder, device="cpu"), vectors[::-1], atol=1e-6)
+    model = GatedFusionModel(encoder, FitSettings(epochs=3, patience=0), device="cpu").fit(*data["train"])
+    folder = tmp_path / "fusion"
+    folder.mkdir()
+    model.save(folder)
+    loaded = GatedFusionModel.load(folder)
+    assert loaded.text_encoder == encoder and loaded.text_dim == 64
+    np.testing.assert_allclose(loaded.predict_proba(samples), model.predict_proba(samples), atol=1e-6)

@@ -188,7 +188,7 @@ def evaluate_model(
 
 
 def plot_confusion(metrics: dict[str, Any], title: str, path: Path, labels: Sequence[str] = LABELS) -> Path:
-    """Counts with row-normalised recall shading (a PNG, matplotlib's Agg backend: no display needed)."""
+    """Counts of true (rows) against predicted (columns) labels, as a PNG (matplotlib's Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")

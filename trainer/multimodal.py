@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import logging
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -43,8 +42,6 @@ from trainer.bundle import Sample
 from trainer.errors import UserError
 from trainer.features import FeatureSettings, compute_features, pick_device
 from trainer.labels import LABELS
-
-log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -62,7 +59,7 @@ FUSION_MEL = FeatureSettings(n_mels=64)
 
 def _hf_pooled_encoder(source: str, device: str):
     """Mean-pooled last hidden state of a Hugging Face encoder, L2-normalised, as a text_e5.Encoder."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
     from trainer.text_e5 import Encoder, EncoderSpec
     from trainer.text_hf import load_tokenizer, unavailable_reason
