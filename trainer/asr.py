@@ -2,10 +2,17 @@
 
 Why not just `WhisperModel.transcribe`: it pads every window to 30 s before the encoder, and on
 two CPU cores the encoder is most of the cost (about 0.5 s for 30 s of mostly padding against
-0.06 s for 4 s). An utterance from the VAD is short, so the short-window path encodes a window
-that is the utterance rounded up to WINDOW_BUCKET_S (at least MIN_WINDOW_S, at most 30 s) and
-then decodes exactly as faster-whisper does (its prompt, temperature fallback, no-speech
-probability and average log-probability). `bench/latency_bench.py` measures both paths.
+0.06 s for 8 s). An utterance from the VAD is short, so the short-window path (`window_seconds`)
+encodes a window that is the utterance rounded up to WINDOW_BUCKET_S, except that utterances under
+SHORT_UTTERANCE_S get SHORT_UTTERANCE_WINDOW_S: measured on espeak-ng speech (24 sentences of
+1.1-1.7 s), word error rose from 0.17 in a 30 s window to 0.30 in 4 s and 0.23 in 8 s, but was
+0.19 in 16 s, while from 2.5 s up a window just longer than the speech loses nothing.
+`bench/latency_bench.py` measures both paths.
+
+The window is filled as OpenAI's Whisper does and as it was trained: the audio is padded with
+zero samples before the log-mel, so padding sits at the spectrogram's floor. faster-whisper pads
+the log-mel with 0.0 instead, which on the same 24 short sentences cost 0.198 against 0.165 WER
+in 30 s windows and more in short ones.
 
 Decoding keeps timestamp tokens (faster-whisper's default) rather than `<|notimestamps|>`: in a
 window only a little longer than the speech, a decoder without timestamps often does not know
@@ -47,15 +54,15 @@ SAMPLE_RATE = 16_000
 MAX_LENGTH = 448  # Whisper's decoder context: prompt + generated tokens
 FULL_WINDOW_S = 30.0  # Whisper's training window; longer audio goes through faster-whisper's seek loop
 WINDOW_BUCKET_S = 2.0  # short windows come in few sizes, so CTranslate2 sees few shapes
-# Below ~4 s the decoder repeats the utterance or mishears it (espeak-ng test speech, 1-2 s
-# sentences: WER rose from 0.16 at 4 s to 3.7 in a 2 s window).
-MIN_WINDOW_S = 4.0
+SHORT_UTTERANCE_S = 2.5  # shorter utterances need more context than their length (module docstring)
+SHORT_UTTERANCE_WINDOW_S = 16.0
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback schedule
 COMPRESSION_RATIO_THRESHOLD = 2.4  # a more repetitive transcript is decoded again, hotter
-# Decoding stops after this many tokens per second of audio (at least MIN_WINDOW_S): Korean runs
-# about one token per syllable (7-8 syllables/s when fast), English about 4 tokens/s, so only a
-# loop reaches it, and a loop on noise then costs a few hundred ms instead of seconds.
+# Decoding stops after MIN_TOKENS + MAX_TOKENS_PER_S per second of audio: Korean runs about one
+# token per syllable (7-8 syllables/s when fast), English about 4 tokens/s, so only a loop
+# reaches it, and a loop on noise then costs a few hundred ms instead of seconds.
 MAX_TOKENS_PER_S = 15
+MIN_TOKENS = 32
 
 # Phrases Whisper is known to produce from silence, noise or music (subtitle credits and sign-offs
 # from its training data), normalised as by `_normalise`. A transcript that is one of them is
@@ -242,8 +249,19 @@ def window_seconds(duration_s: float, short_window: bool) -> float:
     """The encoder window for audio of this length: 30 s, or the short-window rounding."""
     if not short_window:
         return FULL_WINDOW_S
-    rounded = math.ceil(duration_s / WINDOW_BUCKET_S - 1e-9) * WINDOW_BUCKET_S
-    return min(FULL_WINDOW_S, max(MIN_WINDOW_S, rounded))
+    if duration_s < SHORT_UTTERANCE_S:
+        return SHORT_UTTERANCE_WINDOW_S
+    return min(FULL_WINDOW_S, math.ceil(duration_s / WINDOW_BUCKET_S - 1e-9) * WINDOW_BUCKET_S)
+
+
+def encoder_input(whisper: Whisper, audio: np.ndarray, window_s: float) -> np.ndarray:
+    """Log-mel of `audio` (<= window_s) in a window of window_s, (n_mels, frames) float32: the
+    audio is zero-padded before the mel, as OpenAI's Whisper does (see the module docstring)."""
+    extractor = whisper.model.feature_extractor
+    frames = int(round(window_s * whisper.model.frames_per_second))
+    padded = np.zeros(frames * extractor.hop_length, dtype=np.float32)
+    padded[: len(audio)] = audio[: len(padded)]
+    return extractor(padded)[..., :frames]
 
 
 def check_audio(audio: np.ndarray) -> np.ndarray:
@@ -318,7 +336,7 @@ def _decode(
     from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
     prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
-    max_length = min(len(prompt) + int(MAX_TOKENS_PER_S * max(duration_s, MIN_WINDOW_S)), MAX_LENGTH)
+    max_length = min(len(prompt) + MIN_TOKENS + int(MAX_TOKENS_PER_S * duration_s), MAX_LENGTH)
     suppress = get_suppressed_tokens(tokenizer, [-1])
     candidates = []
     for temperature in TEMPERATURES:
@@ -347,20 +365,15 @@ def _decode(
 
 
 def _window(whisper: Whisper, audio: np.ndarray, language: str | None, cfg: AsrConfig, window_s: float) -> Transcript:
-    """Encode audio (<= 30 s) in one window of window_s and decode it as faster-whisper would."""
-    from faster_whisper.audio import pad_or_trim
-
+    """Encode audio (<= 30 s) in one window of window_s and decode it (see `_decode`)."""
     model = whisper.model
     start = time.perf_counter()
-    features = model.feature_extractor(audio)[..., :-1]  # faster-whisper drops the padding frame too
-    content_frames = features.shape[-1]
-    window_frames = int(round(window_s * model.frames_per_second))
-    encoder_output = model.encode(pad_or_trim(features, window_frames))
+    encoder_output = model.encode(encoder_input(whisper, audio, window_s))
     if language is None:
         token, _probability = model.model.detect_language(encoder_output)[0][0]
         language = token[2:-2]
     tokenizer = whisper.tokenizer(language)
-    duration = content_frames / model.frames_per_second
+    duration = len(audio) / SAMPLE_RATE
     result, avg_logprob, repetitive, runaway = _decode(model, encoder_output, tokenizer, cfg, duration)
     tokens = result.sequences_ids[0]
     text = tokenizer.decode(tokens).strip()

@@ -1,0 +1,237 @@
+"""End-of-speech-to-result latency and WER: faster-whisper's 30 s path against the short window.
+
+Every utterance is espeak-ng English (Whisper understands it; its Korean does not) inside a quiet
+room (-60 dBFS noise), streamed through the real Segmenter in 32 ms blocks as a microphone would
+deliver it. For each utterance the segmenter emits, three ASR paths run back to back on the same
+audio, in turn, so machine load hits all three alike:
+
+- `transcribe()`: faster-whisper's WhisperModel.transcribe, defaults except beam 1 and the language
+  (the baseline: 30 s window, its own fallback and filters);
+- `asr 30 s`: trainer.asr with asr.short_window = false (same decoding as the short window, 30 s);
+- `asr short`: trainer.asr with the short window (the default).
+
+Each is followed by the emotion bundle (default: the shipped one), as the analyzer does.
+Latency = the silence the segmenter waited for after the speech ended (vad.min_silence_ms plus up
+to a chunk; the same for all paths) + ASR + emotion. Also printed: WER per path, CPU time per second
+of audio of everything but ASR, and the cost of a partial's interim text.
+
+    .venv/bin/python bench/latency_bench.py            # 8 utterances per length bucket
+    .venv/bin/python bench/latency_bench.py --per-bucket 3 --bundle none
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import streamer  # noqa: E402,F401  (sets OMP_WAIT_POLICY before any model library loads)
+
+import numpy as np  # noqa: E402
+
+CORPUS: dict[str, list[str]] = {
+    "1-2 s": [
+        "Good morning everyone.", "Where are my keys?", "That sounds wonderful.", "Turn left at the bank.",
+        "I am very tired.", "See you next week.", "Close the window please.", "It is raining again.",
+    ],
+    "2-4 s": [
+        "Please call me back when you get home tonight.", "The quick brown fox jumps over the lazy dog.",
+        "I really enjoyed the concert in the park yesterday.", "We need to buy milk, bread and eggs for breakfast.",
+        "My brother is moving to a new city next month.", "The weather has been cold and rainy all week.",
+        "She forgot her umbrella at the office again.", "Could you help me carry these boxes upstairs?",
+    ],
+    "4-8 s": [
+        "After dinner we walked along the river and watched the boats drift slowly toward the old bridge.",
+        "The doctor said I should drink more water, sleep at least eight hours and take a short walk every day.",
+        "Our team finished the project two days early, so the manager invited everyone to a small celebration.",
+        "I tried to fix the kitchen sink myself, but in the end I had to call a plumber to help me.",
+        "The children built a huge sand castle on the beach and decorated it with shells and seaweed.",
+        "When the train was delayed for an hour, most of the passengers waited patiently in the cold station.",
+        "My grandmother grows tomatoes, beans and potatoes in the garden behind her little house.",
+        "The museum will be closed on Monday because the workers are repairing the roof and the windows.",
+    ],
+    "8-15 s": [
+        "Last summer my family drove across the country in an old van, stopping at small towns, national parks "
+        "and roadside diners, and we still talk about the trip every time we meet for dinner.",
+        "The new library downtown has a quiet reading room on the top floor, a large section for children, and "
+        "a cafe where students can study together late into the evening.",
+        "Before the meeting starts, please read the report carefully, write down any questions you have about "
+        "the budget, and send them to me so that I can prepare the answers.",
+        "It took me almost three years to learn to play the piano well enough to perform in public, but the "
+        "moment the audience started clapping I knew it had been worth every hour of practice.",
+        "The city council decided to plant two thousand trees along the main streets, hoping that the shade "
+        "will keep the neighborhoods cooler during the long and very hot summer months.",
+        "If you want to bake good bread at home, you need fresh yeast, strong flour, a little patience, and an "
+        "oven that is hot enough to give the crust a deep golden color.",
+        "My neighbor adopted a small dog from the shelter last spring, and now they go running together in the "
+        "park every morning before the sun comes up over the hills.",
+        "The engineers tested the bridge for several weeks with heavy trucks and sensors before the mayor "
+        "finally allowed cars and buses to cross it during the morning rush hour.",
+    ],
+}
+PATHS = ("transcribe()", "asr 30 s", "asr short")
+SR = 16_000
+BLOCK = 512  # 32 ms, as audio.block_ms
+
+
+def stream_for(text: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """0.6 s of room noise, the sentence, 1.5 s of room noise; and the true end of speech (s)."""
+    from tests.speech import synthesize, trim
+
+    speech = trim(synthesize(text))
+    lead, tail = np.zeros(int(0.6 * SR), np.float32), np.zeros(int(1.5 * SR), np.float32)
+    audio = np.concatenate([lead, speech, tail])
+    audio += (rng.standard_normal(len(audio)) * 10 ** (-60 / 20)).astype(np.float32)
+    return audio, (len(lead) + len(speech)) / SR
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-bucket", type=int, default=8, help="utterances per length bucket (max 8)")
+    parser.add_argument("--threads", type=int, default=2, help="Whisper CPU threads (asr.cpu_threads)")
+    parser.add_argument("--bundle", default="default", help="emotion bundle, or 'none' to time ASR only")
+    args = parser.parse_args(argv)
+
+    from streamer.segmenter import Segmenter, Utterance
+    from tests.speech import word_error_rate
+    from trainer.asr import load_whisper, transcribe
+    from trainer.bundle import Sample, load_bundle
+    from trainer.config import AsrConfig, VadConfig
+
+    base = AsrConfig(language="en", cpu_threads=args.threads)
+    configs = {"asr 30 s": dataclasses.replace(base, short_window=False), "asr short": base}
+    whisper = load_whisper(base)
+    bundle = None if args.bundle == "none" else load_bundle(args.bundle)
+    rng = np.random.default_rng(0)
+
+    def emotion(text: str) -> float:
+        if bundle is None or not text.strip():
+            return 0.0
+        start = time.perf_counter()
+        bundle.predict([Sample(text=text)])
+        return (time.perf_counter() - start) * 1000.0
+
+    # Warm up every path once (first calls allocate); not measured.
+    warm, _ = stream_for(CORPUS["2-4 s"][0], rng)
+    whisper.model.transcribe(warm, language="en", beam_size=1)
+    for cfg in configs.values():
+        transcribe(whisper, warm, "en", cfg)
+    emotion("warm up the text model")
+
+    rows: dict[tuple[str, str], dict[str, list[float]]] = {}
+    cpu = {"vad": 0.0, "text": 0.0, "features": 0.0}
+    audio_seconds = 0.0
+    problems = []
+    for bucket, sentences in CORPUS.items():
+        for text in sentences[: args.per_bucket]:
+            audio, speech_end = stream_for(text, rng)
+            audio_seconds += len(audio) / SR
+            segmenter = Segmenter(VadConfig())
+            found = []
+            cpu_start = time.process_time()
+            for begin in range(0, len(audio), BLOCK):
+                for event in segmenter.push(audio[begin : begin + BLOCK]):
+                    if isinstance(event, Utterance):
+                        found.append((event, segmenter.position))
+            cpu["vad"] += time.process_time() - cpu_start
+            if len(found) != 1:
+                problems.append(f"{len(found)} utterances for {text!r}")
+                continue
+            utterance, emitted_at = found[0]
+            waited_ms = (emitted_at - speech_end) * 1000.0
+            length = utterance.end - utterance.start
+            emotion_ms = None  # once per utterance: the text head caches texts it has seen
+            for path in PATHS:
+                start = time.perf_counter()
+                if path == "transcribe()":
+                    segments, _info = whisper.model.transcribe(utterance.audio, language="en", beam_size=1)
+                    hypothesis = " ".join(s.text.strip() for s in segments)
+                else:
+                    hypothesis = transcribe(whisper, utterance.audio, "en", configs[path]).text
+                asr_ms = (time.perf_counter() - start) * 1000.0
+                if emotion_ms is None:
+                    cpu_start = time.process_time()
+                    emotion_ms = emotion(hypothesis)
+                    cpu["text"] += time.process_time() - cpu_start
+                row = rows.setdefault((bucket, path), {k: [] for k in ("asr", "emotion", "latency", "wer", "words", "length")})
+                row["asr"].append(asr_ms)
+                row["emotion"].append(emotion_ms)
+                row["latency"].append(waited_ms + asr_ms + emotion_ms)
+                row["wer"].append(word_error_rate(text, hypothesis) * len(text.split()))
+                row["words"].append(len(text.split()))
+                row["length"].append(length)
+            cpu["features"] += _feature_cpu(utterance.audio)
+        print(f"  {bucket}: done", file=sys.stderr)
+
+    print(f"\nWhisper base {whisper.compute_type} {whisper.device}, {args.threads} threads; emotion: "
+          f"{'none' if bundle is None else bundle.loaded()['text']}; end of speech -> result, ms "
+          f"(includes the {VadConfig().min_silence_ms} ms of silence the segmenter waits for)\n")
+    print(f"{'length':8} {'n':>2} {'len s':>5} | {'path':13} {'asr p50':>7} {'asr p95':>7} {'emo p50':>7} "
+          f"{'lat p50':>7} {'lat p95':>7} {'WER':>6}")
+    for bucket in CORPUS:
+        for path in PATHS:
+            row = rows.get((bucket, path))
+            if not row:
+                continue
+            print(
+                f"{bucket:8} {len(row['asr']):>2} {np.mean(row['length']):5.1f} | {path:13} "
+                f"{percentile(row['asr'], 50):7.0f} {percentile(row['asr'], 95):7.0f} {percentile(row['emotion'], 50):7.0f} "
+                f"{percentile(row['latency'], 50):7.0f} {percentile(row['latency'], 95):7.0f} "
+                f"{sum(row['wer']) / sum(row['words']):6.3f}"
+            )
+    for path in PATHS:
+        wer = [w for (b, p), r in rows.items() if p == path for w in r["wer"]]
+        words = [w for (b, p), r in rows.items() if p == path for w in r["words"]]
+        lat8 = [x for (b, p), r in rows.items() if p == path and b != "8-15 s" for x in r["latency"]]
+        print(f"{'all':8}          | {path:13} WER {sum(wer) / max(sum(words), 1):.3f}; latency up to 8 s: "
+              f"p50 {percentile(lat8, 50):.0f} ms, p95 {percentile(lat8, 95):.0f} ms")
+
+    print(f"\nCPU time besides ASR, per second of audio ({audio_seconds:.0f} s streamed): "
+          f"VAD + segmenter {cpu['vad'] / audio_seconds * 1000:.1f} ms, "
+          f"text model {cpu['text'] / audio_seconds * 1000:.1f} ms, "
+          f"log-mel features (trainer.features, for an audio model) {cpu['features'] / audio_seconds * 1000:.1f} ms")
+    _partial_cost(whisper, base)
+    for problem in problems:
+        print("warning:", problem)
+    return 0
+
+
+def _feature_cpu(audio: np.ndarray) -> float:
+    """CPU seconds of the log-mel an audio model would need for this utterance (CPU torch)."""
+    import torch
+
+    from trainer.features import compute_features
+
+    torch.set_num_threads(1)
+    start = time.process_time()
+    compute_features([audio], device="cpu")
+    return time.process_time() - start
+
+
+def _partial_cost(whisper, cfg) -> None:
+    """ms of a partial's interim text: a short-window transcription of the last N seconds."""
+    from tests.speech import synthesize
+    from trainer.asr import transcribe
+
+    speech = synthesize(CORPUS["8-15 s"][0])
+    cells = []
+    for seconds in (2, 4, 6, 8):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            transcribe(whisper, speech[-seconds * SR :], "en", cfg)
+            times.append((time.perf_counter() - start) * 1000.0)
+        cells.append(f"{seconds} s: {np.median(times):.0f} ms")
+    print("interim text for a partial (median of 3), last " + ", ".join(cells))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
