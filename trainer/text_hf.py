@@ -294,7 +294,12 @@ class HFTextClassifier:
         y: Sequence[str],
         eval_set: tuple[Sequence[Sample], Sequence[str]] | None = None,
     ) -> "HFTextClassifier":
-        """Fine-tune on (samples, y), early-stopping on `eval_set` (or a stratified 10 % of train)."""
+        """Fine-tune on (samples, y), early-stopping on `eval_set` (or a stratified 10 % of train).
+
+        Checkpoints go to `checkpoint_dir` (a fit there resumes from the last one) or a temporary
+        folder; under torchrun every process must see the same folder, so set checkpoint_dir there
+        (`trainer train` always does).
+        """
         from sklearn.model_selection import train_test_split
         from transformers import AutoModelForSequenceClassification, set_seed
         from transformers.trainer_utils import get_last_checkpoint
