@@ -4,17 +4,18 @@
 
 Every number is measured in this run, next to its baseline:
 - mel: log-mel (the seed's settings: 16 kHz, n_fft 400, hop 160, 128 mels) of --clips synthetic
-  clips of --seconds each. Baseline: librosa, one clip at a time (what the seed did). Against it:
-  trainer.features in torch on the CPU, one clip at a time (the streamer's case; with 1 thread
-  and with --threads, because tiny ops on a busy machine wait on their own thread pool) and as
-  one padded batch (the training step's case), and on CUDA when there is a GPU (batch moved to the GPU and
-  synchronised inside the timing). Best of --repeat runs each.
-- training: samples/s through `fit()` (best of --fit-repeat fresh fits) on the synthetic set of tests/synthetic_audio.py (1-2 s
-  clips, 4 labels), fixed epochs, no validation: tiny CPU-sized resnet_mel / resnet_mfcc /
-  wav2vec2 (random config, no download) and whisper_head on the embedded Whisper base (embedding
-  + logistic regression). Baseline: the first row, resnet_mel. With --cuda (or whenever torch sees a
-  GPU): the default-size resnet_mel and a wav2vec2-base-sized random config (768 wide, 12
-  layers), each in bf16 against fp32 on the same GPU.
+  clips of --seconds each. Baseline: librosa, one clip at a time (what the seed did). Against
+  it: trainer.features in torch on the CPU, one clip at a time (the streamer's case; with 1
+  thread and with --threads, because tiny ops on a busy machine wait on their own thread pool)
+  and as one padded batch (the training step's case), and on CUDA when there is a GPU (batch
+  moved to the GPU and synchronised inside the timing). Best of --repeat runs each.
+- training: samples/s through `fit()`, best of --fit-repeat fresh fits, on the synthetic set of
+  tests/synthetic_audio.py (1-2 s clips, 4 labels), fixed epochs, no validation: tiny CPU-sized
+  resnet_mel / resnet_mfcc / wav2vec2 (random config, no download) and whisper_head on the
+  embedded Whisper base (embedding + logistic regression). Baseline: the first row, resnet_mel.
+  With --cuda (or whenever torch sees a GPU): the default-size resnet_mel and a
+  wav2vec2-base-sized random config (768 wide, 12 layers), each in bf16 against fp32 on the
+  same GPU.
 - text rows: TEXT_ROWS below, where the text models add theirs.
 """
 from __future__ import annotations
