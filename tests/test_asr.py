@@ -251,3 +251,15 @@ def test_noise_and_hum_give_no_text(whisper, short_window):
     for audio in (hum, hiss):
         result = transcribe(whisper, audio.astype(np.float32), "ko", AsrConfig(short_window=short_window))
         assert result.text == "" and result.filtered is not None, result
+
+
+def test_text_placed_after_the_end_of_the_audio_is_dropped(whisper):
+    """Whisper in a window longer than the speech sometimes says it again in the padding."""
+    from trainer.asr import _segments
+
+    tokenizer = whisper.tokenizer("en")
+    sentence = tokenizer.encode(" Our team finished the project.")
+    at = lambda seconds: tokenizer.timestamp_begin + round(seconds / 0.02)  # noqa: E731
+    tokens = [at(0.0), *sentence, at(7.0), at(8.0), *sentence, at(15.0)]
+    (segment,) = _segments(whisper.model, tokenizer, tokens, duration=6.32)
+    assert (segment.start, segment.end, segment.text) == (0.0, 6.32, "Our team finished the project.")

@@ -63,6 +63,13 @@ COMPRESSION_RATIO_THRESHOLD = 2.4  # a more repetitive transcript is decoded aga
 # reaches it, and a loop on noise then costs a few hundred ms instead of seconds.
 MAX_TOKENS_PER_S = 15
 MIN_TOKENS = 32
+# In a window longer than the audio, Whisper sometimes says the sentence again in the padding
+# ("<|0.00|> Our team finished ... <|7.00|><|8.00|> Our team finished ... <|15.00|>" for 6.3 s
+# of speech in an 8 s window). Timestamps more than this past the audio's end are suppressed, and
+# a segment that starts after the audio's end is dropped: nothing there can have been said.
+# (Closing timestamps run up to 0.7 s past the end on espeak-ng speech.)
+TIMESTAMP_MARGIN_S = 1.0
+N_TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|>
 
 # Phrases Whisper is known to produce from silence, noise or music (subtitle credits and sign-offs
 # from its training data), normalised as by `_normalise`. A transcript that is one of them is
@@ -324,8 +331,9 @@ def _language(whisper: Whisper, language: str | None) -> str | None:
 def _decode(
     model: "WhisperModel", encoder_output: Any, tokenizer: "Tokenizer", cfg: AsrConfig, duration_s: float
 ) -> tuple[Any, float, bool, bool]:
-    """Greedy (or beam) decoding with faster-whisper's prompt and token suppression, and its
-    temperature fallback for one failure only: a repetition loop (compression ratio above
+    """Greedy (or beam) decoding with faster-whisper's prompt and token suppression (plus
+    timestamps past the audio, see TIMESTAMP_MARGIN_S), and its temperature fallback for one
+    failure only: a repetition loop (compression ratio above
     COMPRESSION_RATIO_THRESHOLD), retried with one sample per temperature. Unlike faster-whisper,
     a low average log-probability is not re-sampled and audio Whisper calls silence is not
     retried: both are judged by the hallucination filter, and re-sampling them cost up to six
@@ -337,7 +345,9 @@ def _decode(
 
     prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
     max_length = min(len(prompt) + MIN_TOKENS + int(MAX_TOKENS_PER_S * duration_s), MAX_LENGTH)
-    suppress = get_suppressed_tokens(tokenizer, [-1])
+    last_timestamp = min(int(round((duration_s + TIMESTAMP_MARGIN_S) / model.time_precision)), N_TIMESTAMPS - 1)
+    beyond_audio = range(tokenizer.timestamp_begin + last_timestamp + 1, tokenizer.timestamp_begin + N_TIMESTAMPS)
+    suppress = sorted({*get_suppressed_tokens(tokenizer, [-1]), *beyond_audio})
     candidates = []
     for temperature in TEMPERATURES:
         sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
@@ -375,24 +385,27 @@ def _window(whisper: Whisper, audio: np.ndarray, language: str | None, cfg: AsrC
     tokenizer = whisper.tokenizer(language)
     duration = len(audio) / SAMPLE_RATE
     result, avg_logprob, repetitive, runaway = _decode(model, encoder_output, tokenizer, cfg, duration)
-    tokens = result.sequences_ids[0]
-    text = tokenizer.decode(tokens).strip()
-    return _finish(text, language, float(result.no_speech_prob), avg_logprob, _segments(model, tokenizer, tokens, duration), start, cfg, repetitive, runaway)
+    segments = _segments(model, tokenizer, result.sequences_ids[0], duration)
+    text = " ".join(s.text for s in segments)
+    return _finish(text, language, float(result.no_speech_prob), avg_logprob, segments, start, cfg, repetitive, runaway)
 
 
 def _segments(model: "WhisperModel", tokenizer: "Tokenizer", tokens: list[int], duration: float) -> list[Segment]:
     """Timed pieces of one window's tokens, split at timestamp pairs as faster-whisper does; text
-    after the last closed piece (faster-whisper would decode it again from there) ends at `duration`."""
+    after the last closed piece (faster-whisper would decode it again from there) ends at
+    `duration`. Pieces that start after the audio has ended are dropped (TIMESTAMP_MARGIN_S)."""
     frames = int(round(duration * model.frames_per_second))
     pieces, _seek, _single = model._split_segments_by_timestamps(tokenizer, tokens, 0.0, frames, duration, 0)
     covered = sum(len(p["tokens"]) for p in pieces)
     if covered < len(tokens):
         pieces.append({"start": pieces[-1]["end"] if pieces else 0.0, "end": duration, "tokens": tokens[covered:]})
     segments = [
-        Segment(round(min(p["start"], duration), 2), round(min(p["end"], duration), 2), tokenizer.decode(p["tokens"]).strip())
+        Segment(round(p["start"], 2), round(min(p["end"], duration), 2), tokenizer.decode(p["tokens"]).strip())
         for p in pieces
+        if p["start"] < duration
     ]
     return [s for s in segments if s.text]
+
 
 def _long(whisper: Whisper, audio: np.ndarray, language: str | None, cfg: AsrConfig) -> Transcript:
     """Audio over 30 s: faster-whisper's own seek loop, which skips windows it judges silent."""
