@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,8 +40,6 @@ BATCH_S = 1.0  # most audio handed to the segmenter in one call
 
 def _redacted(config: Config) -> dict[str, Any]:
     """The config as recorded in meta.json, without the token."""
-    import dataclasses
-
     data = dataclasses.asdict(config)
     if data["server"]["token"]:
         data["server"]["token"] = "(set)"
@@ -51,13 +50,13 @@ def _redacted(config: Config) -> dict[str, Any]:
 class Counters:
     utterances: int = 0
     audio_s: float = 0.0
-    analysis_failures: int = 0
-    emitted: dict[int, float] = field(default_factory=dict)  # utterance id -> loop time it left the segmenter
+    # utterance id -> (loop time it left the segmenter, audio seconds consumed by then)
+    emitted: dict[int, tuple[float, float]] = field(default_factory=dict)
     last_id: int = 0  # the newest utterance that left the segmenter: older previews are stale
 
 
 class Session:
-    """One source, analysed into one session log until the source ends or `stop()`."""
+    """One source, analysed into one session log until the source ends or the task is cancelled."""
 
     def __init__(
         self,
@@ -103,7 +102,7 @@ class Session:
 
     def lag_s(self) -> float:
         now = asyncio.get_running_loop().time()
-        waiting = min(self.counters.emitted.values(), default=now)
+        waiting = min((t for t, _ in self.counters.emitted.values()), default=now)
         return self.frames.queued_s + (now - waiting)
 
     def _state(self) -> str:
@@ -115,7 +114,7 @@ class Session:
 
     def publish_status(self) -> None:
         self.log.publish("status", feed.status_body(
-            getattr(self.segmenter, "level_db", None), bool(getattr(self.segmenter, "speaking", False)),
+            self.segmenter.level_db, self.segmenter.speaking,
             self.lag_s(), self.frames.dropped_frames, self.server.clients if self.server else 0,
             self.source.name, self._state()))
 
@@ -128,7 +127,12 @@ class Session:
         tasks = [asyncio.create_task(coro) for coro in (self._capture(), self._segment(), self._status())]
         analyse = asyncio.create_task(self._analyse())
         try:
-            await analyse
+            pending = {*tasks, analyse}
+            while analyse in pending:  # a task that crashed is a bug: raise it rather than hang
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is not None:
+                        raise task.exception()
             self.end_reason = self.end_reason or "source ended"
         except asyncio.CancelledError:
             self.end_reason = "shutdown"
@@ -181,7 +185,7 @@ class Session:
         loop = asyncio.get_running_loop()
         for event in events:
             if isinstance(event, Utterance):
-                self.counters.emitted[event.id] = loop.time()
+                self.counters.emitted[event.id] = (loop.time(), self.segmenter.position)
                 self.counters.last_id = max(self.counters.last_id, event.id)
                 if self._partial is not None and self._partial.id <= event.id:
                     self._partial = None
@@ -226,25 +230,19 @@ class Session:
         try:
             body = await loop.run_in_executor(self._asr, self.analyzer.analyze, utterance)
         except Exception as exc:
-            self.counters.analysis_failures += 1
             self.report("analysis_failed", f"utterance {utterance.id} could not be analysed ({exc!r}); going on",
                         utterance_id=utterance.id)
             return
         finally:
-            emitted = self.counters.emitted.pop(utterance.id, loop.time())
+            emitted, position = self.counters.emitted.pop(utterance.id, (loop.time(), utterance.end))
         if body is None:
             return  # no speech after all (Whisper's no-speech filter)
-        waited_s = self._silence_waited(utterance)
+        # Live audio: the silence the segmenter had to hear after the speech also counts.
+        waited_s = max(position - utterance.end, 0.0) if self.source.live else 0.0
         latency = dict(body.get("latency_ms") or {})
         latency["end_to_message"] = round((loop.time() - emitted + waited_s) * 1000.0, 1)
         self.counters.utterances += 1
         self.log.publish("utterance", {**body, "latency_ms": latency})
-
-    def _silence_waited(self, utterance: Any) -> float:
-        """Live audio: the silence the segmenter waited for after the speech ended, in seconds."""
-        if not self.source.live:
-            return 0.0
-        return max(getattr(self.segmenter, "position", utterance.end) - utterance.end, 0.0)
 
     async def _status(self) -> None:
         while True:
