@@ -156,7 +156,7 @@ class FeedServer:
 
     def _drop(self, ws: ServerConnection, sub: feed.Subscriber) -> None:
         self.dropped_clients += 1
-        reason = f"client too slow: more than {sub.limit} messages waited (server.client_queue); reconnect with ?since={sub.cursor}"
+        reason = f"too slow: over {sub.limit} messages behind (server.client_queue); reconnect with ?since={sub.cursor}"
         log.warning("dropping %s: %s", ws.remote_address, reason)
         asyncio.get_running_loop().create_task(_close_or_abort(ws, TOO_SLOW, reason))
 
@@ -171,15 +171,15 @@ class FeedServer:
 
     async def _feed_client(self, ws: ServerConnection) -> None:
         query = parse_qs(urlsplit(ws.request.path).query)
-        sub = feed.Subscriber.at(self.log, None, self.config.client_queue)
-        sub.replies.append(self.log.reply("hello", self.hello()))
         try:
-            since = feed.parse_since(query.get("since", []))
+            since, problem = feed.parse_since(query.get("since", [])), None
         except ValueError as exc:
-            sub.replies.append(self.log.reply("error", feed.error_body("bad_since", str(exc))))
-        else:
-            if since is not None:
-                sub.cursor = since  # same loop step as reading the head: no message can slip between
+            since, problem = None, str(exc)
+        # Reading the head and registering happen in one loop step: no message can slip between.
+        sub = feed.Subscriber.at(self.log, since, self.config.client_queue)
+        sub.replies.append(self.log.reply("hello", self.hello()))
+        if problem:
+            sub.replies.append(self.log.reply("error", feed.error_body("bad_since", problem)))
         wake = asyncio.Event()
         self._clients[ws] = (sub, wake)
         sender = asyncio.create_task(self._send_loop(ws, sub, wake))
