@@ -189,22 +189,22 @@ def whisper():
 @pytest.mark.slow
 def test_encoder_output_is_pooled_over_real_audio_only(whisper):
     """CTranslate2's encode returns a (batch, frames, 512) StorageView; padding frames are left out."""
-    from faster_whisper.audio import pad_or_trim
-
-    from trainer.audio_whisper import pool_encoder_output
+    from trainer.asr import encoder_input
+    from trainer.audio_whisper import pool_encoder_output, whisper_embeddings
 
     model = whisper.model
     clips = [synthetic_clip("angry", np.random.default_rng(1), 1.0), synthetic_clip("sadness", np.random.default_rng(2), 2.5)]
-    feats = [model.feature_extractor(c)[..., :-1] for c in clips]
-    frames = [f.shape[-1] for f in feats]
-    assert frames == [100, 250]
-    output = model.encode(np.stack([pad_or_trim(f, 400) for f in feats]))  # a 4 s window
+    output = model.encode(np.stack([encoder_input(whisper, c, 4.0) for c in clips]))  # one 4 s window
     states = np.array(output)
     assert states.shape == (2, 200, 512)
-    pooled = pool_encoder_output(output, frames)
+    pooled = pool_encoder_output(output, [100, 250])  # feature frames of 1 s and 2.5 s
     np.testing.assert_allclose(pooled[0], states[0, :50].mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(pooled[1], states[1, :125].mean(axis=0), rtol=1e-5)
     assert not np.allclose(pooled[0], states[0].mean(axis=0), rtol=1e-2)  # the padding would have changed it
+    # a clip embedded in a batch with another of its window size gets its own embedding
+    same_window = [clips[1], synthetic_clip("happiness", np.random.default_rng(3), 2.7)]
+    np.testing.assert_allclose(whisper_embeddings(whisper, same_window)[0], whisper_embeddings(whisper, same_window[:1])[0],
+                               rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.slow

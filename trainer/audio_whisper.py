@@ -5,13 +5,13 @@ its output costs almost nothing at run time and needs no weights beyond the embe
 base. Whisper's encoder has heard a lot of speech, so its states carry pitch, energy and voice
 quality as well as words.
 
-Embedding: faster-whisper's FeatureExtractor (80 log-mels, as Whisper expects), CTranslate2's
-`encode` on the window trainer/asr.py would use for the same utterance (`short_window = true`:
-the utterance rounded up to a 2 s bucket, at least 4 s; else Whisper's 30 s), then the mean over
-the encoder frames that cover real audio. Whisper's two stride-2 convolutions map n feature
-frames to ceil(n / 2) encoder frames, so a clip of n frames owns the first ceil(n / 2) and the
-window's zero padding is left out of the mean. Training therefore sees exactly the encoder output
-the streamer computes for ASR, and the streamer can pool that output instead of encoding again
+Embedding: the encoder input trainer/asr.py builds for the same utterance (`encoder_input` in
+the window `window_seconds` picks: with `short_window = true` a short window, else Whisper's
+30 s; the audio zero-padded before the log-mel), CTranslate2's `encode`, then the mean over the
+encoder frames that cover real audio. Whisper's two stride-2 convolutions map n feature frames
+to ceil(n / 2) encoder frames, so a clip of n frames owns the first ceil(n / 2) and the window's
+padding is left out of the mean. Training therefore sees exactly the encoder output the streamer
+computes for ASR, and the streamer can pool that output instead of encoding again
 (`pool_encoder_output` + `predict_proba_embeddings`). Clips are cut at 30 s, Whisper's limit;
 clips that share a window size are encoded in one batch.
 
@@ -88,26 +88,23 @@ def pool_encoder_output(encoder_output: Any, feature_frames: Sequence[int]) -> n
 
 def whisper_embeddings(whisper: Whisper, clips: Sequence[np.ndarray], short_window: bool = True,
                        batch_size: int = 8) -> np.ndarray:
-    """Mean-pooled encoder states of each 16 kHz clip, (n, d_model) float32."""
-    from faster_whisper.audio import pad_or_trim
-
-    from trainer.asr import window_seconds
+    """Mean-pooled encoder states of each 16 kHz clip, (n, d_model) float32, encoded exactly as
+    trainer/asr.py encodes an utterance (same window, same zero padding of the audio)."""
+    from trainer.asr import encoder_input, window_seconds
 
     model = whisper.model
-    extractor = model.feature_extractor
-    limit = extractor.nb_max_frames  # 3000 frames = 30 s
-    # As trainer/asr.py (and faster-whisper) do: the extractor's padding frame is dropped.
-    features = [extractor(np.asarray(clip[: extractor.n_samples], dtype=np.float32))[..., :-1][:, :limit] for clip in clips]
-    by_window: dict[int, list[int]] = {}
+    hop = model.feature_extractor.hop_length
+    limit = model.feature_extractor.n_samples  # 30 s
+    clips = [np.asarray(clip[:limit], dtype=np.float32) for clip in clips]
+    by_window: dict[float, list[int]] = {}
     for i, clip in enumerate(clips):
-        frames = int(round(window_seconds(len(clip) / SAMPLE_RATE, short_window) * model.frames_per_second))
-        by_window.setdefault(min(frames, limit), []).append(i)
+        by_window.setdefault(window_seconds(len(clip) / SAMPLE_RATE, short_window), []).append(i)
     out = np.zeros((len(clips), 0), dtype=np.float32)
-    for frames, members in by_window.items():
+    for window_s, members in by_window.items():
         for start in range(0, len(members), batch_size):
             chunk = members[start : start + batch_size]
-            batch = np.stack([pad_or_trim(features[i], frames) for i in chunk]).astype(np.float32)
-            pooled = pool_encoder_output(model.encode(batch), [features[i].shape[-1] for i in chunk])
+            batch = np.stack([encoder_input(whisper, clips[i], window_s) for i in chunk])
+            pooled = pool_encoder_output(model.encode(batch), [-(-len(clips[i]) // hop) for i in chunk])
             if out.shape[1] == 0:
                 out = np.zeros((len(clips), pooled.shape[1]), dtype=np.float32)
             out[chunk] = pooled
