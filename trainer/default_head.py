@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from trainer.errors import UserError
+from trainer.evaluate import expected_calibration_error
 from trainer.labels import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,20 +80,6 @@ def read_sentences(path: Path) -> list[Sentence]:
     return sentences
 
 
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Top-label ECE: the gap between confidence and accuracy, averaged over equal-width bins."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += mask.mean() * abs(confidence[mask].mean() - correct[mask].mean())
-    return float(total)
-
-
 def scores(probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
@@ -103,7 +90,7 @@ def scores(probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
         "n": len(y),
         "accuracy": round(float(accuracy_score(y, pred)), 4),
         "macro_f1": round(float(f1_score(y, pred, average="macro", labels=range(len(LABELS)), zero_division=0)), 4),
-        "ece": round(expected_calibration_error(probs, y), 4),
+        "ece": round(expected_calibration_error(y, probs, bins=ECE_BINS), 4),
         "f1": {label: round(float(f), 4) for label, f in zip(LABELS, per_label)},
         "confusion": confusion_matrix(y, pred, labels=range(len(LABELS))).tolist(),  # rows: true, cols: predicted
     }
