@@ -14,6 +14,7 @@ import { BrowserMic } from "./mic.js";
 import { FORMATS, download } from "./exporters.js";
 import { LABELS, clock, info } from "./labels.js";
 
+const SCHEMA = 1; // docs/feed.md
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get("token") ?? "";
 const base = new URL(".", location.href);
@@ -36,6 +37,10 @@ const store = new Store((session, msg) => {
     notice(`A new live session started (${session.id}). Pick it in the session list to watch it.`);
   }
   if (msg.type === "error") notice(`Daemon: ${msg.message}`);
+  if (msg.type === "utterance" && !session.utterances.has(msg.utterance_id)) notice(session.errors.at(-1).message);
+  if (msg.type === "hello" && msg.schema !== SCHEMA) {
+    notice(`The daemon speaks feed schema ${msg.schema}; this dashboard reads schema ${SCHEMA}. Reload the page, or use the dashboard that ships with the daemon.`);
+  }
   if (msg.type === "session_end") refreshRecorded();
   schedule();
 });

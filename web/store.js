@@ -26,6 +26,11 @@ export class Session {
     this.now = Math.max(this.now, msg.t ?? 0, msg.end ?? 0);
     switch (msg.type) {
       case "utterance":
+        if (!Number.isFinite(msg.start) || !Number.isFinite(msg.end) || typeof msg.emotion?.probs !== "object") {
+          // Numbered all the same (so resume stays exact), but not drawn as a guess.
+          this.errors.push({ code: "bad_utterance", message: `utterance ${msg.utterance_id} (seq ${msg.seq}) lacks start, end or emotion and is not shown; check that the daemon and dashboard speak the same feed schema` });
+          break;
+        }
         this.utterances.set(msg.utterance_id, msg);
         if (this.partial?.utterance_id === msg.utterance_id) this.partial = null;
         break;

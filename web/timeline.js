@@ -28,7 +28,7 @@ function escapeHtml(s) {
   return String(s ?? "").replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
 }
 
-export function tooltipHtml(u, models) {
+function tooltipHtml(u, models) {
   const probs = LABELS.map((l) => `<tr><th>${info(l).glyph} ${labelName(l)}</th><td>${pct(u.emotion.probs[l] ?? 0)}</td></tr>`).join("");
   const parts = breakdown(u, models).map((r) => `<tr class="${r.absent ? "absent" : ""}"><th>${r.name}</th><td>${r.value}</td></tr>`).join("");
   return `<div class="tt-head">${clock(u.start)}–${clock(u.end)} · #${u.utterance_id}</div>` +

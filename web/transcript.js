@@ -14,7 +14,7 @@ function h(tag, cls, text) {
   return node;
 }
 
-export function chip(result) {
+function chip(result) {
   const i = info(result.label);
   const node = h("span", `chip label-${result.label}`);
   node.append(h("span", "glyph", i.glyph), ` ${labelName(result.label)} `, h("b", "", pct(confidence(result))));
