@@ -129,6 +129,13 @@ def test_live_session_shows_each_utterance_on_the_timeline_and_its_words(recordi
     # Timeline columns lie in time order, and a model the daemon did not load reads "absent".
     xs = page.eval_on_selector_all("#timeline g.utt .band", "els => els.map(e => Number(e.getAttribute('x')))")
     assert xs == sorted(xs) and len(set(xs)) == len(xs)
+    last = utterances[-1]
+    page.hover(f"#timeline g.utt[data-id='{last['utterance_id']}'] .hit")
+    tooltip = page.locator("#tooltip")
+    assert tooltip.is_visible() and last["text"].strip() in tooltip.inner_text()
+    for label in LABELS:  # every probability, not just the winner's
+        assert f"{round(last['emotion']['probs'][label] * 100)}%" in tooltip.inner_text()
+    page.mouse.move(5, 5)
     hello_models = page.locator("#models").inner_text()
     if utterances[0]["audio_emotion"] is None:
         assert "audio absent" in hello_models

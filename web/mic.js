@@ -131,13 +131,15 @@ export class BrowserMic {
     } else {
       this.lost += 1;
     }
-    this.levelDb = 20 * Math.log10(Math.max(rms, 1e-6));
+    this.peak = Math.max(this.peak ?? 0, rms); // the loudest frame since the last report, like a meter's hold
     if ((this.frames + this.lost) % 10 === 0) this.#report();
   }
 
   #report() {
     const seconds = (this.frames * 0.04).toFixed(0);
-    const level = Number.isFinite(this.levelDb) ? ` · ${this.levelDb.toFixed(0)} dB` : "";
+    const db = 20 * Math.log10(Math.max(this.peak ?? 0, 1e-6));
+    this.peak = 0;
+    const level = db < -100 ? " · silent" : ` · ${db.toFixed(0)} dB`;
     const lost = this.lost ? ` · ${(this.lost * 0.04).toFixed(1)} s lost` : "";
     this.onState({ text: `● Live ${seconds} s sent${level}${lost}` });
   }
