@@ -17,6 +17,9 @@ of audio of everything but ASR, and the cost of a partial's interim text.
 
     .venv/bin/python bench/latency_bench.py            # 8 utterances per length bucket
     .venv/bin/python bench/latency_bench.py --per-bucket 3 --bundle none
+    .venv/bin/python bench/latency_bench.py --window-sweep [--seed 1]   # how the window was chosen
+
+Timings depend on what else the machine runs: compare paths within one run, not across runs.
 """
 from __future__ import annotations
 
@@ -37,12 +40,24 @@ CORPUS: dict[str, list[str]] = {
     "1-2 s": [
         "Good morning everyone.", "Where are my keys?", "That sounds wonderful.", "Turn left at the bank.",
         "I am very tired.", "See you next week.", "Close the window please.", "It is raining again.",
+        "Thank you so much.", "I need a coffee.", "The bus is late.", "Call me tomorrow.", "Dinner is ready.",
+        "What time is it?", "I lost my wallet.", "Open the door.", "She is my sister.", "We won the game.",
+        "Please sit down.", "The room is cold.", "Let us go home.", "He missed the train.", "I love this song.",
+        "Bring me the menu.",
     ],
     "2-4 s": [
         "Please call me back when you get home tonight.", "The quick brown fox jumps over the lazy dog.",
         "I really enjoyed the concert in the park yesterday.", "We need to buy milk, bread and eggs for breakfast.",
         "My brother is moving to a new city next month.", "The weather has been cold and rainy all week.",
         "She forgot her umbrella at the office again.", "Could you help me carry these boxes upstairs?",
+        "The children are playing football in the garden.", "I think we should leave before the traffic gets bad.",
+        "Our neighbors painted their house bright yellow.", "Can you tell me where the train station is?",
+        "He has been learning to cook Italian food.", "The library closes early on Saturday afternoons.",
+        "My phone battery died in the middle of the call.", "We watched an old movie together last night.",
+        "The teacher asked everyone to write a short story.", "Please remember to water the plants while I am away.",
+        "The restaurant on the corner serves excellent soup.", "I will send you the documents by tomorrow morning.",
+        "Her cat likes to sleep on the warm windowsill.", "They are planning a trip to the mountains in July.",
+        "The new bridge will open to traffic next spring.", "I found a wallet on the bus and gave it to the driver.",
     ],
     "4-8 s": [
         "After dinner we walked along the river and watched the boats drift slowly toward the old bridge.",
@@ -95,10 +110,16 @@ def percentile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-bucket", type=int, default=8, help="utterances per length bucket (max 8)")
+    parser.add_argument("--per-bucket", type=int, default=8, help="utterances per length bucket (8 for the longer two)")
     parser.add_argument("--threads", type=int, default=2, help="Whisper CPU threads (asr.cpu_threads)")
     parser.add_argument("--bundle", default="default", help="emotion bundle, or 'none' to time ASR only")
+    parser.add_argument("--verbose", action="store_true", help="print every transcript with a word error")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the room noise mixed into the speech")
+    parser.add_argument("--window-sweep", action="store_true",
+                        help="instead: WER by encoder window and padding on the 24 + 24 sentences of 1-4 s")
     args = parser.parse_args(argv)
+    if args.window_sweep:
+        return window_sweep(args.threads, args.seed)
 
     from streamer.segmenter import Segmenter, Utterance
     from tests.speech import word_error_rate
@@ -110,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = {"asr 30 s": dataclasses.replace(base, short_window=False), "asr short": base}
     whisper = load_whisper(base)
     bundle = None if args.bundle == "none" else load_bundle(args.bundle)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
 
     def emotion(text: str) -> float:
         if bundle is None or not text.strip():
@@ -166,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["emotion"].append(emotion_ms)
                 row["latency"].append(waited_ms + asr_ms + emotion_ms)
                 row["wer"].append(word_error_rate(text, hypothesis) * len(text.split()))
+                if args.verbose and row["wer"][-1]:
+                    print(f"  {path:13} {length:4.1f} s  {hypothesis!r}", file=sys.stderr)
                 row["words"].append(len(text.split()))
                 row["length"].append(length)
             cpu["features"] += _feature_cpu(utterance.audio)
@@ -201,6 +224,62 @@ def main(argv: list[str] | None = None) -> int:
     _partial_cost(whisper, base)
     for problem in problems:
         print("warning:", problem)
+    return 0
+
+
+def segmented(text: str, rng: np.random.Generator):
+    """The utterance the real segmenter cuts from the sentence's stream (None if not exactly one)."""
+    from streamer.segmenter import Segmenter, Utterance
+    from trainer.config import VadConfig
+
+    audio, _end = stream_for(text, rng)
+    segmenter = Segmenter(VadConfig())
+    found = [e for b in range(0, len(audio), BLOCK) for e in segmenter.push(audio[b : b + BLOCK]) if isinstance(e, Utterance)]
+    return found[0] if len(found) == 1 else None
+
+
+def window_sweep(threads: int, seed: int) -> int:
+    """Why trainer.asr picks its windows: WER of one decode per window size, with the window
+    filled by 0.0 in the log-mel (faster-whisper's way and trainer.asr.encoder_input) or by zero
+    audio before the log-mel (OpenAI Whisper's way), against faster-whisper's transcribe()."""
+    from tests.speech import word_error_rate
+    from trainer import asr
+    from trainer.config import AsrConfig
+
+    cfg = AsrConfig(language="en", cpu_threads=threads)
+    whisper = asr.load_whisper(cfg)
+    model, tokenizer = whisper.model, whisper.tokenizer("en")
+    rng = np.random.default_rng(seed)
+    windows = (4.0, 8.0, 16.0, 30.0)
+    print(f"{'sentences':14} {'n':>3} {'len s':>5} | {'transcribe()':>12} | "
+          + " ".join(f"{f'{w:g} s audio':>11} {f'{w:g} s mel':>9}" for w in windows))
+    for bucket in ("1-2 s", "2-4 s"):
+        utterances = [(text, segmented(text, rng)) for text in CORPUS[bucket]]
+        utterances = [(text, u.audio) for text, u in utterances if u is not None]
+        words = sum(len(text.split()) for text, _ in utterances)
+        errors: dict[str, float] = {}
+
+        def add(key: str, text: str, hypothesis: str) -> None:
+            errors[key] = errors.get(key, 0.0) + word_error_rate(text, hypothesis) * len(text.split())
+
+        for text, audio in utterances:
+            segments, _info = model.transcribe(audio, language="en", beam_size=1)
+            add("transcribe()", text, " ".join(s.text.strip() for s in segments))
+            duration = len(audio) / SR
+            for window in windows:
+                window = min(30.0, max(window, np.ceil(duration / 2) * 2))  # never shorter than the speech
+                frames = int(window * 100)
+                inputs = {
+                    "audio": model.feature_extractor(np.pad(audio, (0, frames * 160 - len(audio))))[..., :frames],
+                    "mel": asr.encoder_input(whisper, audio, window),
+                }
+                for padding, features in inputs.items():
+                    result, *_ = asr._decode(model, model.encode(features), tokenizer, cfg, duration)
+                    tokens = result.sequences_ids[0]
+                    add(f"{window:g}/{padding}", text, " ".join(s.text for s in asr._segments(model, tokenizer, tokens, duration)))
+        length = np.mean([len(a) / SR for _, a in utterances])
+        cells = " ".join(f"{errors.get(f'{w:g}/audio', 0) / words:11.3f} {errors.get(f'{w:g}/mel', 0) / words:9.3f}" for w in windows)
+        print(f"{bucket:14} {len(utterances):>3} {length:5.1f} | {errors['transcribe()'] / words:12.3f} | {cells}")
     return 0
 
 

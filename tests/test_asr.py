@@ -13,7 +13,7 @@ import pytest
 
 from tests.speech import SENTENCES, require_espeak, synthesize, trim, word_error_rate
 from trainer import whisper_embedded as embedded
-from trainer.asr import FULL_WINDOW_S, SHORT_UTTERANCE_WINDOW_S, judge, load_whisper, transcribe, window_seconds
+from trainer.asr import FULL_WINDOW_S, MIN_WINDOW_S, judge, load_whisper, transcribe, window_seconds
 from trainer.config import AsrConfig
 from trainer.errors import UserError
 
@@ -151,11 +151,10 @@ def test_a_hub_model_that_cannot_be_had_fails_quickly_with_advice():
 # --- pure rules ---------------------------------------------------------------------------------
 
 
-def test_window_rounds_up_in_buckets_with_more_context_for_short_utterances_and_a_cap():
-    assert window_seconds(1.3, True) == SHORT_UTTERANCE_WINDOW_S
-    assert window_seconds(2.6, True) == 4.0
-    assert window_seconds(5.1, True) == 6.0
-    assert window_seconds(6.0, True) == 6.0
+def test_window_rounds_up_in_buckets_with_a_floor_and_a_cap():
+    assert window_seconds(1.3, True) == MIN_WINDOW_S == 8.0
+    assert window_seconds(8.1, True) == 10.0
+    assert window_seconds(10.0, True) == 10.0
     assert window_seconds(29.0, True) == FULL_WINDOW_S
     assert window_seconds(3.0, False) == FULL_WINDOW_S
 

@@ -2,17 +2,14 @@
 
 Why not just `WhisperModel.transcribe`: it pads every window to 30 s before the encoder, and on
 two CPU cores the encoder is most of the cost (about 0.5 s for 30 s of mostly padding against
-0.06 s for 8 s). An utterance from the VAD is short, so the short-window path (`window_seconds`)
-encodes a window that is the utterance rounded up to WINDOW_BUCKET_S, except that utterances under
-SHORT_UTTERANCE_S get SHORT_UTTERANCE_WINDOW_S: measured on espeak-ng speech (24 sentences of
-1.1-1.7 s), word error rose from 0.17 in a 30 s window to 0.30 in 4 s and 0.23 in 8 s, but was
-0.19 in 16 s, while from 2.5 s up a window just longer than the speech loses nothing.
-`bench/latency_bench.py` measures both paths.
-
-The window is filled as OpenAI's Whisper does and as it was trained: the audio is padded with
-zero samples before the log-mel, so padding sits at the spectrogram's floor. faster-whisper pads
-the log-mel with 0.0 instead, which on the same 24 short sentences cost 0.198 against 0.165 WER
-in 30 s windows and more in short ones.
+0.06 s for 8 s). An utterance from the VAD is short, so the short-window path encodes a window
+that is the utterance rounded up to WINDOW_BUCKET_S, at least MIN_WINDOW_S, at most 30 s, filled
+as faster-whisper fills its 30 s one (log-mel padded with 0.0), then decodes as described in
+`_decode`. The floor is measured (`python bench/latency_bench.py --window-sweep`, espeak-ng
+speech in room noise, two noise seeds, 24 sentences per length): for 1-2 s utterances WER was
+0.187 with transcribe(), 0.303 in a 4 s window, 0.215 in 8 s, 0.226 in 16 s; for 2-4 s, 0.093
+with transcribe(), 0.141 in 4 s, 0.095 in 8 s. Longer utterances lose nothing (see the
+benchmark's main table). Padding the audio with zeros instead (OpenAI's way) was no better.
 
 Decoding keeps timestamp tokens (faster-whisper's default) rather than `<|notimestamps|>`: in a
 window only a little longer than the speech, a decoder without timestamps often does not know
@@ -54,8 +51,7 @@ SAMPLE_RATE = 16_000
 MAX_LENGTH = 448  # Whisper's decoder context: prompt + generated tokens
 FULL_WINDOW_S = 30.0  # Whisper's training window; longer audio goes through faster-whisper's seek loop
 WINDOW_BUCKET_S = 2.0  # short windows come in few sizes, so CTranslate2 sees few shapes
-SHORT_UTTERANCE_S = 2.5  # shorter utterances need more context than their length (module docstring)
-SHORT_UTTERANCE_WINDOW_S = 16.0
+MIN_WINDOW_S = 8.0  # shorter windows mishear short utterances (module docstring)
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback schedule
 COMPRESSION_RATIO_THRESHOLD = 2.4  # a more repetitive transcript is decoded again, hotter
 # Decoding stops after MIN_TOKENS + MAX_TOKENS_PER_S per second of audio: Korean runs about one
@@ -75,7 +71,8 @@ N_TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|>
 # from its training data), normalised as by `_normalise`. A transcript that is one of them is
 # dropped unless Whisper is clearly sure of it: no-speech probability at most a third of the
 # threshold and average log-probability at most half as low. Real speech that says "thank you
-# for watching" is confident; the invented kind is not.
+# for watching" is confident; the invented kind is not. Phrases people often really say on
+# their own ("감사합니다", "thank you") are deliberately not listed.
 KNOWN_HALLUCINATIONS: tuple[str, ...] = (
     "시청해주셔서감사합니다",
     "시청해주셔서고맙습니다",
@@ -85,13 +82,11 @@ KNOWN_HALLUCINATIONS: tuple[str, ...] = (
     "구독좋아요알림설정",
     "좋아요와구독부탁드립니다",
     "다음영상에서만나요",
-    "감사합니다",
     "thankyouforwatching",
     "thanksforwatching",
     "pleasesubscribe",
     "subscribetomychannel",
     "you",
-    "thankyou",
     "ご視聴ありがとうございました",
 )
 # "MBC 뉴스 홍길동입니다" and the like: a broadcaster's sign-off with any reporter's name.
@@ -256,19 +251,17 @@ def window_seconds(duration_s: float, short_window: bool) -> float:
     """The encoder window for audio of this length: 30 s, or the short-window rounding."""
     if not short_window:
         return FULL_WINDOW_S
-    if duration_s < SHORT_UTTERANCE_S:
-        return SHORT_UTTERANCE_WINDOW_S
-    return min(FULL_WINDOW_S, math.ceil(duration_s / WINDOW_BUCKET_S - 1e-9) * WINDOW_BUCKET_S)
+    rounded = math.ceil(duration_s / WINDOW_BUCKET_S - 1e-9) * WINDOW_BUCKET_S
+    return min(FULL_WINDOW_S, max(MIN_WINDOW_S, rounded))
 
 
 def encoder_input(whisper: Whisper, audio: np.ndarray, window_s: float) -> np.ndarray:
-    """Log-mel of `audio` (<= window_s) in a window of window_s, (n_mels, frames) float32: the
-    audio is zero-padded before the mel, as OpenAI's Whisper does (see the module docstring)."""
-    extractor = whisper.model.feature_extractor
-    frames = int(round(window_s * whisper.model.frames_per_second))
-    padded = np.zeros(frames * extractor.hop_length, dtype=np.float32)
-    padded[: len(audio)] = audio[: len(padded)]
-    return extractor(padded)[..., :frames]
+    """Log-mel of `audio` (<= window_s) in a window of window_s, (n_mels, frames) float32, made
+    exactly as faster-whisper makes its 30 s windows (its padding frame dropped, then 0.0 padding)."""
+    from faster_whisper.audio import pad_or_trim
+
+    features = whisper.model.feature_extractor(audio)[..., :-1]
+    return pad_or_trim(features, int(round(window_s * whisper.model.frames_per_second)))
 
 
 def check_audio(audio: np.ndarray) -> np.ndarray:
