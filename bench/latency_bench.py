@@ -5,7 +5,7 @@ room (-60 dBFS noise), streamed through the real Segmenter in 32 ms blocks as a 
 deliver it. For each utterance the segmenter emits, three ASR paths run back to back on the same
 audio, in turn, so machine load hits all three alike:
 
-- `transcribe()`: faster-whisper's WhisperModel.transcribe, defaults except beam 1 and the language
+- `transcribe()`: faster-whisper's WhisperModel.transcribe, defaults except the beam and the language
   (the baseline: 30 s window, its own fallback and filters);
 - `asr 30 s`: trainer.asr with asr.short_window = false (same decoding as the short window, 30 s);
 - `asr short`: trainer.asr with the short window (the default).
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-bucket", type=int, default=8, help="utterances per length bucket (8 for the longer two)")
     parser.add_argument("--threads", type=int, default=2, help="Whisper CPU threads (asr.cpu_threads)")
+    parser.add_argument("--beam", type=int, default=1, help="beam size for every path (asr.beam_size)")
     parser.add_argument("--bundle", default="default", help="emotion bundle, or 'none' to time ASR only")
     parser.add_argument("--verbose", action="store_true", help="print every transcript with a word error")
     parser.add_argument("--seed", type=int, default=0, help="seed of the room noise mixed into the speech")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.bundle import Sample, load_bundle
     from trainer.config import AsrConfig, VadConfig
 
-    base = AsrConfig(language="en", cpu_threads=args.threads)
+    base = AsrConfig(language="en", cpu_threads=args.threads, beam_size=args.beam)
     configs = {"asr 30 s": dataclasses.replace(base, short_window=False), "asr short": base}
     whisper = load_whisper(base)
     bundle = None if args.bundle == "none" else load_bundle(args.bundle)
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Warm up every path once (first calls allocate); not measured.
     warm, _ = stream_for(CORPUS["2-4 s"][0], rng)
-    whisper.model.transcribe(warm, language="en", beam_size=1)
+    whisper.model.transcribe(warm, language="en", beam_size=args.beam)
     for cfg in configs.values():
         transcribe(whisper, warm, "en", cfg)
     emotion("warm up the text model")
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in PATHS:
                 start = time.perf_counter()
                 if path == "transcribe()":
-                    segments, _info = whisper.model.transcribe(utterance.audio, language="en", beam_size=1)
+                    segments, _info = whisper.model.transcribe(utterance.audio, language="en", beam_size=args.beam)
                     hypothesis = " ".join(s.text.strip() for s in segments)
                 else:
                     hypothesis = transcribe(whisper, utterance.audio, "en", configs[path]).text
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu["features"] += _feature_cpu(utterance.audio)
         print(f"  {bucket}: done", file=sys.stderr)
 
-    print(f"\nWhisper base {whisper.compute_type} {whisper.device}, {args.threads} threads; emotion: "
+    print(f"\nWhisper base {whisper.compute_type} {whisper.device}, {args.threads} threads, beam {args.beam}; emotion: "
           f"{'none' if bundle is None else bundle.loaded()['text']}; end of speech -> result, ms "
           f"(includes the {VadConfig().min_silence_ms} ms of silence the segmenter waits for)\n")
     print(f"{'length':8} {'n':>2} {'len s':>5} | {'path':13} {'asr p50':>7} {'asr p95':>7} {'emo p50':>7} "

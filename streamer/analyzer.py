@@ -10,9 +10,10 @@ is still reported (emotion from the voice, text ""); without one `analyze` retur
 reason is counted in `filtered`, so the status line can show how much was dropped and why.
 
 Partial results: the voice's emotion so far when the bundle has an audio model, and interim text
-from the last PARTIAL_TEXT_S seconds of speech (a short-window transcription, 0.2-0.3 s of CPU on
-two cores; see bench/latency_bench.py), at most once per PARTIAL_TEXT_INTERVAL_S per utterance so
-a long utterance never keeps the worker from the finished ones.
+from the last PARTIAL_TEXT_S seconds of speech: a short-window transcription, measured at
+0.35-0.48 s on two shared cores (bench/latency_bench.py), so at most once per
+PARTIAL_TEXT_INTERVAL_S per utterance: about a fifth of the CPU while someone speaks, and the
+finished utterance, which comes at least vad.min_silence_ms after the last partial, rarely waits.
 """
 from __future__ import annotations
 
