@@ -58,13 +58,14 @@ def test_interrupted_run_resumes_and_writes_reports_and_a_faithful_bundle(prepar
     out = tmp_path / "run"
     first_marker = out / "work" / "e5_head" / "full" / "done.json"
 
-    # 1. interrupt the run (Ctrl-C) as soon as its first model is finished
+    # 1. interrupt the run (Ctrl-C) while its second model fine-tunes: by then the first is
+    # finished, and fine-tuning takes seconds, so the signal cannot miss the run on a fast machine
     log = tmp_path / "first.log"
     with log.open("w") as sink:  # a file, not a pipe: a full pipe would stall the run
         process = subprocess.Popen(train_command(prepared, out), cwd=ROOT, env=environment(), stdout=sink, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
-    while not first_marker.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+    while "text_hf: training on" not in log.read_text() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
     assert first_marker.exists(), "the first model never finished"
     process.send_signal(signal.SIGINT)
     process.wait(timeout=120)
