@@ -29,7 +29,7 @@ from streamer.vad import CHUNK, SAMPLE_RATE, SileroVad
 from trainer.config import VadConfig
 
 UPDATE_INTERVAL_S = 1.0  # SpeechUpdate cadence while speaking
-LEVEL_WINDOW_S = 0.3  # level_db is the RMS of this much recent audio
+LEVEL_WINDOW_S = 0.3  # the short-term level is the RMS of this much recent audio
 SPLIT_SEARCH_S = 1.0  # a long utterance is cut at the quietest chunk of its last this-many seconds
 NEG_THRESHOLD_GAP = 0.15  # as faster-whisper: speech ends below threshold - 0.15
 LEVEL_FLOOR_DB = -120.0
@@ -88,6 +88,7 @@ class Segmenter:
         self._pending = 0  # samples at the end of the buffer not yet seen by the VAD
         self._vad_pos = 0  # sample index up to which the VAD has run (a multiple of CHUNK)
         self._levels: deque[float] = deque(maxlen=max(1, round(LEVEL_WINDOW_S * SAMPLE_RATE / CHUNK)))
+        self._peak_mean_square = 0.0  # highest short-term mean square since the last take_peak_level_db()
         self._chunk_energy: deque[tuple[int, float]] = deque(maxlen=round(SPLIT_SEARCH_S * SAMPLE_RATE / CHUNK))
         self._next_id = 1
         self._last_end = 0  # end sample of the last emitted utterance (padding never overlaps it)
@@ -111,11 +112,22 @@ class Segmenter:
 
     @property
     def level_db(self) -> float:
-        """RMS level of the last ~0.3 s in dBFS (LEVEL_FLOOR_DB for silence), for status lines."""
-        if not self._levels:
-            return LEVEL_FLOOR_DB
-        mean_square = float(np.mean(self._levels))
-        return max(LEVEL_FLOOR_DB, 10 * np.log10(mean_square)) if mean_square > 0 else LEVEL_FLOOR_DB
+        """Short-term level: RMS of the last ~0.3 s in dBFS (LEVEL_FLOOR_DB for silence)."""
+        return _db(self._short_term_mean_square())
+
+    def take_peak_level_db(self) -> float:
+        """The highest short-term level (as `level_db`) since the previous call, then start afresh;
+        LEVEL_FLOOR_DB when no audio came in between. For status lines sent every second or so, so a
+        short sound between two of them still shows.
+
+        May be called from another thread than `push` (the streamer calls it from its event loop):
+        a chunk measured during the call counts towards this peak or the next, and what is returned
+        is always a level that was measured."""
+        peak, self._peak_mean_square = self._peak_mean_square, 0.0
+        return _db(peak)
+
+    def _short_term_mean_square(self) -> float:
+        return sum(self._levels) / len(self._levels) if self._levels else 0.0
 
     # --- input --------------------------------------------------------------------------------
 
@@ -159,6 +171,9 @@ class Segmenter:
         chunk_start = self._vad_pos
         self._vad_pos += CHUNK
         self._levels.append(mean_square)
+        short_term = self._short_term_mean_square()
+        if short_term > self._peak_mean_square:
+            self._peak_mean_square = short_term
         self._chunk_energy.append((chunk_start, mean_square))
         if self._speech_start is None:
             if prob >= self._threshold:
@@ -232,6 +247,10 @@ class Segmenter:
         if drop > 0:
             self._buffer = self._buffer[drop:]
             self._buffer_start = keep_from
+
+
+def _db(mean_square: float) -> float:
+    return max(LEVEL_FLOOR_DB, 10 * float(np.log10(mean_square))) if mean_square > 0 else LEVEL_FLOOR_DB
 
 
 def _checked(frames: np.ndarray, position: float) -> np.ndarray:

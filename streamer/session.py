@@ -114,7 +114,7 @@ class Session:
 
     def publish_status(self) -> None:
         self.log.publish("status", feed.status_body(
-            self.segmenter.level_db, self.segmenter.speaking,
+            self.segmenter.take_peak_level_db(), self.segmenter.speaking,
             self.lag_s(), self.frames.dropped_frames, self.server.clients if self.server else 0,
             self.source.name, self._state()))
 

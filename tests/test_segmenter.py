@@ -104,6 +104,22 @@ def test_noise_hum_and_silence_make_no_utterance(kind, vad):
     assert abs(segmenter.level_db - expected_db) < 1.0
 
 
+def test_the_peak_level_keeps_a_short_sound_until_it_is_taken(vad):
+    """A status sent once a second shows the loudest moment since the previous one, not the last 0.3 s."""
+    segmenter = Segmenter(VadConfig(), vad)
+    assert segmenter.take_peak_level_db() == -120.0  # no audio yet
+    click = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(3 * CHUNK) / SR)).astype(np.float32)  # 96 ms
+    window = round(0.3 * SR / CHUNK)  # chunks in the short-term window
+    expected_db = 10 * np.log10(0.5**2 / 2 * 3 / window)  # the click's power spread over the window
+    segmenter.push(np.zeros(10 * CHUNK, np.float32))
+    segmenter.push(np.concatenate([click, np.zeros(SR - 3 * CHUNK, np.float32)]))  # then ~0.9 s of silence
+    assert segmenter.level_db == -120.0  # the last 0.3 s alone: silent
+    assert segmenter.take_peak_level_db() == pytest.approx(expected_db, abs=0.1)
+    assert segmenter.take_peak_level_db() == -120.0  # taken: the next interval starts afresh
+    segmenter.push(np.zeros(SR, np.float32))
+    assert segmenter.take_peak_level_db() == -120.0
+
+
 def test_an_hour_of_zeros_in_one_second_blocks_makes_no_event():
     segmenter = Segmenter(VadConfig())
     block = np.zeros(SR, np.float32)
