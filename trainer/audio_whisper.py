@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
+from scipy.special import softmax
 
 from trainer.audio_resnet import label_indices, sample_audio
 from trainer.bundle import Sample
@@ -111,11 +112,6 @@ def whisper_embeddings(whisper: Whisper, clips: Sequence[np.ndarray], short_wind
     return out
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
 
 class WhisperHead:
     """Logistic regression on Whisper-encoder embeddings."""
@@ -187,7 +183,7 @@ class WhisperHead:
                 f"but got {embeddings.shape[1]}-d ones: use the same ASR model the head was trained with"
             )
         z = ((embeddings - a["mean"]) / a["scale"]) @ a["coef"].T + a["intercept"]
-        return _softmax(z)
+        return softmax(z, axis=1)
 
     def save(self, folder: Path) -> dict[str, Any]:
         from safetensors.numpy import save_file

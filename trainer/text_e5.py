@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
+from scipy.special import softmax
 
 from trainer.bundle import Sample
 from trainer.errors import UserError
@@ -188,12 +189,6 @@ def _ngram_vectorizer(vocabulary: dict[str, int] | None = None) -> Any:
     return TfidfVectorizer(**NGRAMS, vocabulary=vocabulary)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class E5Head:
     """[e5 sentence vector | character n-gram TF-IDF] -> multinomial logistic regression.
 
@@ -262,7 +257,7 @@ class E5Head:
                 f"the text features have {X.shape[1]} columns but the head was trained on {self.coef.shape[1]}; "
                 f"use the encoder the bundle names ({self.encoder_spec.model!r}) or rebuild the head"
             )
-        return _softmax(np.asarray(X @ self.coef.T.astype(np.float64)) + self.intercept)
+        return softmax(np.asarray(X @ self.coef.T.astype(np.float64)) + self.intercept, axis=1)
 
     def save(self, folder: Path) -> dict[str, Any]:
         from safetensors.numpy import save_file

