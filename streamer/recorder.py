@@ -172,7 +172,7 @@ def list_sessions(root: Path) -> list[dict[str, Any]]:
             except UserError:
                 utterances = None
         sessions.append({"id": folder.name, "started": meta.get("started"), "duration": duration,
-                         "utterances": utterances})
+                         "utterances": utterances, "models": meta.get("models")})
     return sessions
 
 

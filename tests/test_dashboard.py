@@ -247,6 +247,13 @@ def test_recorded_session_replays_in_the_page_with_seek_and_speed(recording):
     page.select_option("#session-select", f"rec:{folder.name}")
     page.wait_for_selector("#replay:not([hidden])")
     assert settle(page, []) == [] and page.get_attribute("#conn", "data-state") == "replay"
+    # The models the recording was made with (its meta.json, through /api/sessions), not "not in the recording".
+    models = json.loads((folder / "meta.json").read_text(encoding="utf-8"))["models"]
+    assert page.eval_on_selector_all("#models li.on", "els => els.map(e => e.title)") == [
+        f"{name}: {models[key]}" for key, name in
+        [("asr", "ASR"), ("text", "text"), ("audio", "audio"), ("multimodal", "multimodal"), ("stacker", "stacker")]
+        if models[key]]
+    assert models["asr"] and "not in the recording" not in page.locator("#models").inner_text()
     middle = (utterances[0]["t"] + utterances[1]["t"]) / 2  # the first result is out, the second not yet
     page.fill("#replay-seek", str(middle))
     assert settle(page, [utterances[0]["utterance_id"]]) == [utterances[0]["utterance_id"]]

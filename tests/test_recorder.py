@@ -66,9 +66,12 @@ def test_not_a_recording_is_named(tmp_path):
         recorder.read_audio(tmp_path / "st.wav")
 
 
+MODELS = {"asr": "whisper small int8", "text": "e5_head", "audio": None, "multimodal": None, "stacker": None}
+
+
 def make_session(root, messages=3):
     log = feed.SessionLog("20260101-120000-0001")
-    rec = recorder.Recorder(root, log, {"source": "mic"})
+    rec = recorder.Recorder(root, log, {"source": "mic", "models": MODELS})
     rec.write_audio(tone(1.0))
     for i in range(messages):
         log.publish("utterance", {"utterance_id": i + 1, "text": f"말 {i}"})
@@ -109,7 +112,9 @@ def test_sessions_are_listed_newest_first_with_what_is_known(tmp_path):
     listed = recorder.list_sessions(tmp_path)
     assert [s["id"] for s in listed] == ["20260102-080000-0002", "20260101-120000-0001"]
     assert listed[0]["duration"] == 2.0 and listed[0]["utterances"] == 1
+    assert listed[0]["models"] is None  # a meta.json without models: unknown, not guessed
     assert listed[1]["duration"] == 1.0 and listed[1]["utterances"] == 3
+    assert listed[1]["models"] == MODELS  # the dashboard's replay shows which models were loaded
 
 
 def test_an_existing_session_folder_is_never_overwritten(tmp_path):

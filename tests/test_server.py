@@ -17,6 +17,7 @@ from trainer.errors import UserError
 
 HELLO = {"schema": 1, "labels": ["angry", "happiness", "neutral", "sadness"], "models": {}, "language": "en",
          "source": "test", "started": "2026-01-01T00:00:00+00:00", "replay": False}
+RECORDED_MODELS = {"asr": "whisper small int8", "text": "e5_head", "audio": None, "multimodal": None, "stacker": None}
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def web_dir(tmp_path):
 def record_dir(tmp_path):
     root = tmp_path / "sessions"
     log = feed.SessionLog("20260101-000000-abcd")
-    rec = recorder.Recorder(root, log, {"source": "file:x.wav"})
+    rec = recorder.Recorder(root, log, {"source": "file:x.wav", "models": RECORDED_MODELS})
     rec.write_audio(np.full(16000, 0.25, dtype=np.float32))
     log.publish("utterance", {"utterance_id": 1, "text": "안녕하세요"})
     rec.close({"utterances": 1, "duration": 1.0})
@@ -291,7 +292,8 @@ async def test_recorded_sessions_api(served):
     status, headers, body = await http_get(server.port, "/api/sessions")
     sessions = json.loads(body)
     assert status == 200 and headers["Content-Type"] == "application/json"
-    assert sessions == [{"id": "20260101-000000-abcd", "started": sessions[0]["started"], "duration": 1.0, "utterances": 1}]
+    assert sessions == [{"id": "20260101-000000-abcd", "started": sessions[0]["started"], "duration": 1.0, "utterances": 1,
+                         "models": RECORDED_MODELS}]
     status, _, body = await http_get(server.port, "/api/sessions/20260101-000000-abcd/feed.jsonl")
     assert status == 200 and json.loads(body.decode().splitlines()[0])["text"] == "안녕하세요"
     status, headers, body = await http_get(server.port, "/api/sessions/20260101-000000-abcd/audio.wav")
