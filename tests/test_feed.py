@@ -1,6 +1,8 @@
 """The feed's sans-I/O core: numbering, resume and the slow-client policy, message by message."""
 import json
 import random
+import re
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +197,14 @@ def test_session_ids_sort_by_time_and_are_folder_safe():
     a = feed.new_session_id(datetime(2026, 5, 9, 10, 0, 0))
     b = feed.new_session_id(datetime(2026, 5, 9, 10, 0, 1))
     assert a < b and a.replace("-", "").isalnum()
+
+
+def test_docs_list_every_latency_key_an_utterance_can_carry():
+    from streamer.analyzer import LATENCY_KEYS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "feed.md").read_text(encoding="utf-8")
+    section = doc.split("### `utterance`")[1].split("\n### ")[0]
+    rows = re.findall(r"^\| (.+?) \|", section.split("`latency_ms`:")[1], flags=re.M)
+    documented = {key for row in rows for key in re.findall(r"`(\w+)`", row)}
+    assert documented == {"asr", "emotion", *LATENCY_KEYS.values(), "total", "end_to_message"}
+    assert '"filtered": null' in section
