@@ -32,7 +32,7 @@ class ServerConfig:
 
 @dataclass
 class AudioConfig:
-    source: str = "mic"  # "mic", "file:PATH", "session:DIR"
+    source: str = "mic"  # "mic", "file:PATH", "session:DIR" or "browser"
     device: str = ""  # microphone name or index; "" = the system default
     realtime: bool = True  # files play at real time; False = as fast as the machine goes
     block_ms: int = 32  # capture block; Silero VAD wants 512 samples at 16 kHz
