@@ -435,3 +435,48 @@ def test_microphone_worklet_resamples_48k_to_16k_without_aliasing(recording):
     assert result["pass"]["rms"] == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
     # 12 kHz is above the new 8 kHz Nyquist: without filtering it would fold to 4 kHz at full level.
     assert 20 * np.log10(result["stop"]["rms"] / result["pass"]["rms"]) < -30
+
+
+def test_a_page_opened_with_a_token_passes_it_on_every_request(browser, recording, tmp_path):
+    """A daemon with `server.token` answers 401 to any API, feed or microphone URL without it:
+    the page must pass its own ?token= on to each, the recorded session's audio included."""
+    token = "s3cret-t0ken"
+    config = tmp_path / "token.toml"
+    config.write_text(f'[server]\ntoken = "{token}"\n', encoding="utf-8")
+    silence = tmp_path / "silence.wav"  # a short live session, so the daemon is quick to serve and end
+    with wave.open(str(silence), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(2 * 16000))
+    recorded = tmp_path / "rec" / recording.folder.name  # the module's recording, listed by this daemon
+    recorded.mkdir(parents=True)
+    for name in ("meta.json", "feed.jsonl", "audio.wav"):
+        (recorded / name).write_bytes((recording.folder / name).read_bytes())
+    daemon = Daemon(["run", "--config", str(config), "--source", f"file:{silence}", "--fast", "--record", str(tmp_path / "rec")],
+                    free_port(), tmp_path / "daemon.log").start()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    requests, refused = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("websocket", lambda ws: requests.append(ws.url))
+    page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+    try:
+        page.goto(f"{daemon.url}?token={token}")
+        page.wait_for_function(ENDED, timeout=60_000)  # the live feed came through
+        page.click("#refresh-sessions")
+        page.wait_for_selector(f"#session-select option[value='rec:{recorded.name}']", state="attached")
+        page.select_option("#session-select", f"rec:{recorded.name}")
+        page.wait_for_selector("#replay:not([hidden])")  # its feed.jsonl loaded
+        with page.expect_request(lambda r: "/audio.wav" in r.url, timeout=10_000):
+            page.check("#replay-listen")
+            page.click("#replay-play")  # the audio player fetches the recording
+        download = page.get_attribute("#replay-download", "href")
+        page.click("#mic-button")  # the daemon plays a file: it refuses /mic, but only after the token check
+        page.wait_for_function("document.getElementById('notice').textContent.includes('--source browser')", timeout=10_000)
+        guarded = [u for u in requests + [download] if "/api/" in u or u.split("?")[0].endswith(("/ws", "/mic"))]
+        assert {u.split("?")[0].rsplit("/", 1)[-1] for u in guarded} == {"sessions", "feed.jsonl", "audio.wav", "ws", "mic"}
+        assert [u for u in guarded if f"token={token}" not in u] == []
+        assert refused == []
+    finally:
+        page.close()
+        daemon.stop()

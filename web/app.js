@@ -233,6 +233,7 @@ for (const button of document.querySelectorAll("[data-export]")) {
       return;
     }
     const format = FORMATS[button.dataset.export];
+    // The only API URL without ?token=: it is written into a file that may be shared, not fetched.
     const audio = new URL(`api/sessions/${encodeURIComponent(session.id)}/audio.wav`, base).href;
     download(`emotion-${session.id}.${format.ext ?? button.dataset.export}`, format.make(session, audio), format.type);
   });
