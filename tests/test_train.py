@@ -62,7 +62,12 @@ def test_interrupted_run_resumes_and_writes_reports_and_a_faithful_bundle(prepar
     # finished, and fine-tuning takes seconds, so the signal cannot miss the run on a fast machine
     log = tmp_path / "first.log"
     with log.open("w") as sink:  # a file, not a pipe: a full pipe would stall the run
-        process = subprocess.Popen(train_command(prepared, out), cwd=ROOT, env=environment(), stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            train_command(prepared, out), cwd=ROOT, env=environment(), stdout=sink, stderr=subprocess.STDOUT,
+            # a CI runner started in the background ignores SIGINT, and children inherit that: restore
+            # Ctrl-C's default so the run sees the interrupt as a person's Ctrl-C
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     deadline = time.time() + 300
     while "text_hf: training on" not in log.read_text() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
