@@ -3,32 +3,21 @@ import json
 
 import numpy as np
 import pytest
+from conftest import split_samples
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(2)
 
-from trainer.__main__ import main  # noqa: E402
-from trainer.audio import load_audio  # noqa: E402
 from trainer.bundle import BundleError, Sample, load_bundle, save_bundle  # noqa: E402
 from trainer.errors import UserError  # noqa: E402
 from trainer.evaluate import classification_metrics  # noqa: E402
 from trainer.labels import LABELS  # noqa: E402
-from trainer.manifest import read_manifest, read_splits  # noqa: E402
 from trainer.multimodal import FitSettings, GatedFusionModel, SeedMultimodal, mel_statistics, seed_mel_means  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multimodal")
-    assert main(["make-fixture", "--out", str(root / "aihub"), "--rows-per-label", "40"]) == 0
-    assert main(["prepare", "--aihub", str(root / "aihub"), "--out", str(root / "prep"), "--workers", "1"]) == 0
-    records = {r.wav_id: r for r in read_manifest(root / "prep")}
-    splits = read_splits(root / "prep")
-
-    def part(ids):
-        return [Sample(text=records[i].text, audio=load_audio(records[i].audio), id=i) for i in ids], [records[i].label for i in ids]
-
-    return {"train": part(splits.train), "val": part(splits.val), "test": part(splits.test)}
+def data(prepared_fixture):
+    return {**split_samples(prepared_fixture, audio=True)}
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import split_samples
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(2)
 
 from transformers import TrainerCallback  # noqa: E402
 
-from trainer.__main__ import main  # noqa: E402
 from trainer.bundle import Sample, load_bundle, save_bundle  # noqa: E402
 from trainer.errors import UserError  # noqa: E402
 from trainer.evaluate import classification_metrics  # noqa: E402
 from trainer.labels import LABELS  # noqa: E402
-from trainer.manifest import read_manifest, read_splits  # noqa: E402
 from trainer.text_hf import (  # noqa: E402
     HFTextClassifier,
     load_tokenizer,
@@ -27,17 +26,8 @@ from trainer.text_hf import (  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("text_hf")
-    assert main(["make-fixture", "--out", str(root / "aihub"), "--rows-per-label", "40"]) == 0
-    assert main(["prepare", "--aihub", str(root / "aihub"), "--out", str(root / "prep"), "--workers", "1"]) == 0
-    records = {r.wav_id: r for r in read_manifest(root / "prep")}
-    splits = read_splits(root / "prep")
-
-    def part(ids):
-        return [Sample(text=records[i].text, id=i) for i in ids], [records[i].label for i in ids]
-
-    return {"root": root, "train": part(splits.train), "val": part(splits.val), "test": part(splits.test)}
+def data(prepared_fixture):
+    return split_samples(prepared_fixture, audio=False)
 
 
 def tiny_bert(folder: Path, texts: list[str]) -> Path:
