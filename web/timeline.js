@@ -91,8 +91,12 @@ export class Timeline {
     }
     this.models = models;
     const { width, x, pps } = this.#scale(session);
-    this.svg.setAttribute("width", width);
-    this.svg.setAttribute("viewBox", `0 0 ${width} ${HEIGHT}`);
+    // Set only on change: even an unchanged value makes Chromium lay out the whole SVG again,
+    // which late in a long session is most of the page's work per status tick.
+    if (this.svg.getAttribute("width") !== String(width)) {
+      this.svg.setAttribute("width", width);
+      this.svg.setAttribute("viewBox", `0 0 ${width} ${HEIGHT}`);
+    }
     const gridKey = `${width}:${pps}`;
     if (gridKey !== this.gridKey) {
       this.gridKey = gridKey;
