@@ -8,7 +8,9 @@ audio, in turn, so machine load hits all three alike:
 - `transcribe()`: faster-whisper's WhisperModel.transcribe, defaults except the beam and the language
   (the baseline: 30 s window, its own fallback and filters);
 - `asr 30 s`: trainer.asr with asr.short_window = false (same decoding as the short window, 30 s);
-- `asr short`: trainer.asr with the short window (the default).
+- `asr short`: trainer.asr with the short window (the default);
+- `asr short+sb` (only with --short-beam N): the short window with asr.short_beam_size = N for
+  utterances under --short-beam-max-s (asr.short_beam_max_s), --beam for longer ones.
 
 Each is followed by the emotion bundle (default: the shipped one), as the analyzer does.
 Latency = the silence the segmenter waited for after the speech ended (vad.min_silence_ms plus up
@@ -18,6 +20,7 @@ of audio of everything but ASR, and the cost of a partial's interim text.
     .venv/bin/python bench/latency_bench.py            # 8 utterances per length bucket
     .venv/bin/python bench/latency_bench.py --per-bucket 3 --bundle none
     .venv/bin/python bench/latency_bench.py --window-sweep [--seed 1]   # how the window was chosen
+    .venv/bin/python bench/latency_bench.py --short-beam 5 --no-30s --per-bucket 24   # asr.short_beam_size
 
 Timings depend on what else the machine runs: compare paths within one run, not across runs.
 """
@@ -88,7 +91,6 @@ CORPUS: dict[str, list[str]] = {
         "finally allowed cars and buses to cross it during the morning rush hour.",
     ],
 }
-PATHS = ("transcribe()", "asr 30 s", "asr short")
 SR = 16_000
 BLOCK = 512  # 32 ms, as audio.block_ms
 
@@ -113,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-bucket", type=int, default=8, help="utterances per length bucket (8 for the longer two)")
     parser.add_argument("--threads", type=int, default=2, help="Whisper CPU threads (asr.cpu_threads)")
     parser.add_argument("--beam", type=int, default=1, help="beam size for every path (asr.beam_size)")
+    parser.add_argument("--short-beam", type=int, default=0,
+                        help="also run the short window with this beam below --short-beam-max-s (asr.short_beam_size)")
+    parser.add_argument("--short-beam-max-s", type=float, default=4.0, help="asr.short_beam_max_s for --short-beam")
+    parser.add_argument("--no-30s", action="store_true", help="leave out the `asr 30 s` path (saves time)")
     parser.add_argument("--bundle", default="default", help="emotion bundle, or 'none' to time ASR only")
     parser.add_argument("--verbose", action="store_true", help="print every transcript with a word error")
     parser.add_argument("--seed", type=int, default=0, help="seed of the room noise mixed into the speech")
@@ -128,8 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.bundle import Sample, load_bundle
     from trainer.config import AsrConfig, VadConfig
 
-    base = AsrConfig(language="en", cpu_threads=args.threads, beam_size=args.beam)
+    base = AsrConfig(language="en", cpu_threads=args.threads, beam_size=args.beam, short_beam_size=0)
     configs = {"asr 30 s": dataclasses.replace(base, short_window=False), "asr short": base}
+    if args.no_30s:
+        del configs["asr 30 s"]
+    if args.short_beam:
+        configs["asr short+sb"] = dataclasses.replace(
+            base, short_beam_size=args.short_beam, short_beam_max_s=args.short_beam_max_s
+        )
+    paths = ("transcribe()", *configs)
     whisper = load_whisper(base)
     bundle = None if args.bundle == "none" else load_bundle(args.bundle)
     rng = np.random.default_rng(args.seed)
@@ -171,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             waited_ms = (emitted_at - speech_end) * 1000.0
             length = utterance.end - utterance.start
             emotion_ms = None  # once per utterance: the text head caches texts it has seen
-            for path in PATHS:
+            for path in paths:
                 start = time.perf_counter()
                 if path == "transcribe()":
                     segments, _info = whisper.model.transcribe(utterance.audio, language="en", beam_size=args.beam)
@@ -195,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
             cpu["features"] += _feature_cpu(utterance.audio)
         print(f"  {bucket}: done", file=sys.stderr)
 
-    print(f"\nWhisper base {whisper.compute_type} {whisper.device}, {args.threads} threads, beam {args.beam}; emotion: "
+    print(f"\nWhisper base {whisper.compute_type} {whisper.device}, {args.threads} threads, beam {args.beam}"
+          f"{f'; +sb = beam {args.short_beam} under {args.short_beam_max_s:g} s' if args.short_beam else ''}; emotion: "
           f"{'none' if bundle is None else bundle.loaded()['text']}; end of speech -> result, ms "
           f"(includes the {VadConfig().min_silence_ms} ms of silence the segmenter waits for)\n")
     print(f"{'length':8} {'n':>2} {'len s':>5} | {'path':13} {'asr p50':>7} {'asr p95':>7} {'emo p50':>7} "
           f"{'lat p50':>7} {'lat p95':>7} {'WER':>6}")
     for bucket in CORPUS:
-        for path in PATHS:
+        for path in paths:
             row = rows.get((bucket, path))
             if not row:
                 continue
@@ -211,12 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{percentile(row['latency'], 50):7.0f} {percentile(row['latency'], 95):7.0f} "
                 f"{sum(row['wer']) / sum(row['words']):6.3f}"
             )
-    for path in PATHS:
+    for path in paths:
         wer = [w for (b, p), r in rows.items() if p == path for w in r["wer"]]
         words = [w for (b, p), r in rows.items() if p == path for w in r["words"]]
         lat8 = [x for (b, p), r in rows.items() if p == path and b != "8-15 s" for x in r["latency"]]
-        print(f"{'all':8}          | {path:13} WER {sum(wer) / max(sum(words), 1):.3f}; latency up to 8 s: "
-              f"p50 {percentile(lat8, 50):.0f} ms, p95 {percentile(lat8, 95):.0f} ms")
+        wer8 = sum(w for (b, p), r in rows.items() if p == path and b != "8-15 s" for w in r["wer"])
+        words8 = sum(w for (b, p), r in rows.items() if p == path and b != "8-15 s" for w in r["words"])
+        print(f"{'all':8}          | {path:13} WER {sum(wer) / max(sum(words), 1):.3f}; up to 8 s: WER "
+              f"{wer8 / max(words8, 1):.3f}, latency p50 {percentile(lat8, 50):.0f} ms, p95 {percentile(lat8, 95):.0f} ms")
 
     print(f"\nCPU time besides ASR, per second of audio ({audio_seconds:.0f} s streamed): "
           f"VAD + segmenter {cpu['vad'] / audio_seconds * 1000:.1f} ms, "

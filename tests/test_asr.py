@@ -13,7 +13,7 @@ import pytest
 
 from tests.speech import SENTENCES, require_espeak, synthesize, trim, word_error_rate
 from trainer import whisper_embedded as embedded
-from trainer.asr import FULL_WINDOW_S, MIN_WINDOW_S, judge, load_whisper, transcribe, window_seconds
+from trainer.asr import FULL_WINDOW_S, MIN_WINDOW_S, beam_for, judge, load_whisper, transcribe, window_seconds
 from trainer.config import AsrConfig
 from trainer.errors import UserError
 
@@ -222,6 +222,37 @@ def test_short_window_agrees_with_the_30_second_window(whisper, english):
         a = transcribe(whisper, audio, "en", short).text
         b = transcribe(whisper, audio, "en", full).text
         assert word_error_rate(b, a) <= 0.25, (a, b)
+
+
+def test_short_utterances_get_the_short_beam(whisper, monkeypatch):
+    """asr.short_beam_size applies below asr.short_beam_max_s, asr.beam_size from there on; a
+    real short-window call records the beam it hands CTranslate2 (retries at temperature > 0 are
+    sampled, beam 1, so only the first, greedy-or-beam call is checked)."""
+    cfg = AsrConfig(beam_size=1, short_beam_size=5, short_beam_max_s=4.0)
+    assert [beam_for(s, cfg) for s in (0.5, 3.99, 4.0, 12.0)] == [5, 5, 1, 1]
+    assert beam_for(1.0, AsrConfig(beam_size=3)) == 3  # short_beam_size 0 = beam_size everywhere
+    require_espeak()
+    speech = trim(synthesize("Where are my keys?"))
+    assert len(speech) < 3 * 16000
+
+    class Recorder:  # CTranslate2's Whisper cannot be patched; wrap it
+        def __init__(self, inner):
+            self.inner, self.beams = inner, []
+
+        def generate(self, *args, **kwargs):
+            self.beams.append(kwargs["beam_size"])
+            return self.inner.generate(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    recorder = Recorder(whisper.model.model)
+    monkeypatch.setattr(whisper.model, "model", recorder)
+    for audio, beam in ((speech, 5), (np.pad(speech, (0, 5 * 16000 - len(speech))), 1)):
+        recorder.beams.clear()
+        result = transcribe(whisper, audio, "en", cfg)
+        assert recorder.beams[0] == beam, (len(audio) / 16000, recorder.beams)
+        assert "keys" in result.text.lower(), result.text
 
 
 @pytest.mark.slow

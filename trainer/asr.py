@@ -321,10 +321,19 @@ def _language(whisper: Whisper, language: str | None) -> str | None:
     return language
 
 
+def beam_for(duration_s: float, cfg: AsrConfig) -> int:
+    """The beam for an utterance of this length: asr.short_beam_size below asr.short_beam_max_s
+    (when set, i.e. above 0), else asr.beam_size. A wider beam helps short utterances most (little
+    context to recover from a wrong first word) and costs least there (few tokens)."""
+    if cfg.short_beam_size > 0 and duration_s < cfg.short_beam_max_s:
+        return cfg.short_beam_size
+    return cfg.beam_size
+
+
 def _decode(
     model: "WhisperModel", encoder_output: Any, tokenizer: "Tokenizer", cfg: AsrConfig, duration_s: float
 ) -> tuple[Any, float, bool, bool]:
-    """Greedy (or beam) decoding with faster-whisper's prompt and token suppression (plus
+    """Greedy (or beam, see `beam_for`) decoding with faster-whisper's prompt and token suppression (plus
     timestamps past the audio, see TIMESTAMP_MARGIN_S), and its temperature fallback for one
     failure only: a repetition loop (compression ratio above
     COMPRESSION_RATIO_THRESHOLD), retried with one sample per temperature. Unlike faster-whisper,
@@ -341,13 +350,14 @@ def _decode(
     last_timestamp = min(int(round((duration_s + TIMESTAMP_MARGIN_S) / model.time_precision)), N_TIMESTAMPS - 1)
     beyond_audio = range(tokenizer.timestamp_begin + last_timestamp + 1, tokenizer.timestamp_begin + N_TIMESTAMPS)
     suppress = sorted({*get_suppressed_tokens(tokenizer, [-1]), *beyond_audio})
+    beam_size = beam_for(duration_s, cfg)
     candidates = []
     for temperature in TEMPERATURES:
         sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
         result = model.model.generate(
             encoder_output,
             [prompt],
-            beam_size=cfg.beam_size if temperature == 0 else 1,
+            beam_size=beam_size if temperature == 0 else 1,
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,

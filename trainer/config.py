@@ -56,6 +56,8 @@ class AsrConfig:
     compute_type: str = "auto"  # auto = int8 on CPU, float16 on CUDA
     cpu_threads: int = 2
     beam_size: int = 1
+    short_beam_size: int = 0  # beam below short_beam_max_s; 0 = beam_size (5: better WER, p95 > 1 s, config.toml)
+    short_beam_max_s: float = 4.0
     short_window: bool = True  # encode utterances in a short window instead of 30 s
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
