@@ -12,7 +12,7 @@ torch.set_num_threads(2)
 
 from transformers import TrainerCallback  # noqa: E402
 
-from trainer.bundle import Sample, load_bundle, save_bundle  # noqa: E402
+from trainer.bundle import load_bundle, save_bundle  # noqa: E402
 from trainer.errors import UserError  # noqa: E402
 from trainer.evaluate import classification_metrics  # noqa: E402
 from trainer.labels import LABELS  # noqa: E402

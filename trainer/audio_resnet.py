@@ -20,7 +20,7 @@ Weights are saved as safetensors plus a JSON config (features, network, training
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
@@ -32,6 +32,7 @@ from trainer.audio_windows import windows
 from trainer.bundle import Sample
 from trainer.features import FeatureSettings, MelFeatures, pick_device
 from trainer.labels import LABELS
+from trainer.settings_json import JsonSettings
 
 if TYPE_CHECKING:  # the training loop is imported only when fitting: the streamer never loads it
     from trainer.audio_training import TrainSettings
@@ -41,7 +42,9 @@ CONFIG = "config.json"
 
 
 @dataclass(frozen=True)
-class ResNetSettings:
+class ResNetSettings(JsonSettings):
+    what: ClassVar[str] = "ResNet"
+
     """The network's shape and input length."""
 
     width: int = 32  # channels of the first stage; stages have width x (1, 2, 4, 8)
@@ -55,15 +58,10 @@ class ResNetSettings:
         if self.crop_s <= 0:
             raise ValueError(f"crop_s must be positive, got {self.crop_s}")
 
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "blocks": list(self.blocks)}
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ResNetSettings":
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise ValueError(f"unknown ResNet settings {sorted(set(data) - known)}; known: {sorted(known)}")
-        return cls(**{**data, "blocks": tuple(data.get("blocks", cls.blocks))})
+        settings = super().from_json(data)
+        return replace(settings, blocks=tuple(settings.blocks))  # JSON gives a list
 
 
 class BasicBlock(nn.Module):

@@ -22,8 +22,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from trainer.audio_windows import random_crop
 from trainer.augment import AugmentSettings, augment
+from trainer.settings_json import JsonSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(JsonSettings):
+    what: ClassVar[str] = "training"
+
     """How a network is trained; saved with the model so a run can be repeated."""
 
     batch_size: int = 32  # per device
@@ -63,15 +66,6 @@ class TrainSettings:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TrainSettings":
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise ValueError(f"unknown training settings {sorted(set(data) - known)}; known: {sorted(known)}")
-        return cls(**data)
 
 
 def resolve_precision(precision: str, device_type: str) -> str:

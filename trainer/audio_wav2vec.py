@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -31,6 +31,7 @@ from trainer.bundle import Sample
 from trainer.errors import UserError
 from trainer.features import pick_device
 from trainer.labels import LABELS
+from trainer.settings_json import JsonSettings
 
 SAMPLE_RATE = 16_000
 HF_FOLDER = "hf"
@@ -38,7 +39,9 @@ CONFIG = "config.json"
 
 
 @dataclass(frozen=True)
-class Wav2Vec2Settings:
+class Wav2Vec2Settings(JsonSettings):
+    what: ClassVar[str] = "wav2vec2"
+
     checkpoint: str = "kresnik/wav2vec2-large-xlsr-korean"  # hub name or local folder
     crop_s: float = 6.0  # training crop and prediction window, seconds
     batch_size: int = 8  # per device
@@ -64,15 +67,6 @@ class Wav2Vec2Settings:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Wav2Vec2Settings":
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise ValueError(f"unknown wav2vec2 settings {sorted(set(data) - known)}; known: {sorted(known)}")
-        return cls(**data)
 
 
 class _Crops(torch.utils.data.Dataset):

@@ -24,7 +24,7 @@ model`) by a caller that already holds one.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
@@ -34,6 +34,7 @@ from scipy.special import softmax
 from trainer.audio_resnet import label_indices, sample_audio
 from trainer.bundle import Sample
 from trainer.labels import LABELS
+from trainer.settings_json import JsonSettings
 
 if TYPE_CHECKING:
     from trainer.asr import Whisper
@@ -44,7 +45,9 @@ CONFIG = "config.json"
 
 
 @dataclass(frozen=True)
-class WhisperHeadSettings:
+class WhisperHeadSettings(JsonSettings):
+    what: ClassVar[str] = "whisper_head"
+
     asr_model: str = "embedded"  # the faster-whisper model whose encoder embeds (asr.model)
     compute_type: str = "auto"  # CTranslate2 compute type (asr.compute_type)
     short_window: bool = True  # encode in the streamer's short window (asr.short_window); False = 30 s
@@ -56,15 +59,6 @@ class WhisperHeadSettings:
         if self.c <= 0:
             raise ValueError(f"whisper_head c must be positive, got {self.c}")
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "WhisperHeadSettings":
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise ValueError(f"unknown whisper_head settings {sorted(set(data) - known)}; known: {sorted(known)}")
-        return cls(**data)
 
 
 def pool_encoder_output(encoder_output: Any, feature_frames: Sequence[int]) -> np.ndarray:

@@ -9,15 +9,20 @@ inference; the streamer does not import this module.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import librosa
 import numpy as np
 
+from trainer.settings_json import JsonSettings
+
+
 
 @dataclass(frozen=True)
-class AugmentSettings:
+class AugmentSettings(JsonSettings):
+    what: ClassVar[str] = "augmentation"
+
     """Probability and strength of each augmentation; all three may hit the same example."""
 
     noise_p: float = 0.5
@@ -37,15 +42,6 @@ class AugmentSettings:
         if self.noise_level < 0 or self.pitch_semitones < 0:
             raise ValueError("noise_level and pitch_semitones must not be negative")
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "AugmentSettings":
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise ValueError(f"unknown augmentation settings {sorted(set(data) - known)}; known: {sorted(known)}")
-        return cls(**data)
 
 
 def add_noise(wave: np.ndarray, rng: np.random.Generator, level: float = 0.005) -> np.ndarray:

@@ -26,12 +26,15 @@ uses only valid frames; frames past a clip's end are returned but mean nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
 
 import numpy as np
+
 import torch
 from torch import nn
+
+from trainer.settings_json import JsonSettings
 
 KINDS = ("logmel", "mfcc")
 MEL_SCALES = ("slaney", "htk")
@@ -39,7 +42,9 @@ AMIN = 1e-10  # power floor before the log, librosa's default
 
 
 @dataclass(frozen=True)
-class FeatureSettings:
+class FeatureSettings(JsonSettings):
+    what: ClassVar[str] = "feature"
+
     """Everything that defines a model's input features; saved with the model in its bundle."""
 
     kind: str = "logmel"  # "logmel" or "mfcc"
@@ -81,16 +86,6 @@ class FeatureSettings:
         """Frames a clip of n_samples gives with centred framing."""
         return 1 + n_samples // self.hop_length
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "FeatureSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown feature settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 def pick_device(device: str = "auto") -> torch.device:
