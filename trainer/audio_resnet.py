@@ -32,7 +32,7 @@ from trainer.audio_windows import windows
 from trainer.bundle import Sample
 from trainer.features import FeatureSettings, MelFeatures, pick_device
 from trainer.labels import LABELS
-from trainer.settings_json import JsonSettings
+from trainer.settings_json import JsonSettings, read_model_config
 
 if TYPE_CHECKING:  # the training loop is imported only when fitting: the streamer never loads it
     from trainer.audio_training import TrainSettings
@@ -246,9 +246,7 @@ class ResNetMel:
         from trainer.audio_training import TrainSettings
 
         folder = Path(folder)
-        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-        if config.get("kind") != cls.kind:
-            raise ValueError(f"{folder / CONFIG} holds a {config.get('kind')!r} model, not {cls.kind!r}")
+        config = read_model_config(folder / CONFIG, cls.kind)
         model = cls(ResNetSettings.from_json(config["network"]), TrainSettings.from_json(config["training"]),
                     FeatureSettings.from_json(config["features"]), config["labels"])
         model.history = config.get("history", [])

@@ -31,7 +31,7 @@ from trainer.bundle import Sample
 from trainer.errors import UserError
 from trainer.features import pick_device
 from trainer.labels import LABELS
-from trainer.settings_json import JsonSettings
+from trainer.settings_json import JsonSettings, read_model_config
 
 SAMPLE_RATE = 16_000
 HF_FOLDER = "hf"
@@ -256,9 +256,7 @@ class Wav2Vec2Classifier:
     @classmethod
     def load(cls, folder: Path, device: str = "cpu") -> "Wav2Vec2Classifier":
         folder = Path(folder)
-        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-        if config.get("kind") != cls.kind:
-            raise ValueError(f"{folder / CONFIG} holds a {config.get('kind')!r} model, not {cls.kind!r}")
+        config = read_model_config(folder / CONFIG, cls.kind)
         model = cls(Wav2Vec2Settings.from_json(config["settings"]), config["labels"])
         model.history = config.get("history", [])
         model._load_pretrained(folder / HF_FOLDER)

@@ -34,7 +34,7 @@ from scipy.special import softmax
 from trainer.audio_resnet import label_indices, sample_audio
 from trainer.bundle import Sample
 from trainer.labels import LABELS
-from trainer.settings_json import JsonSettings
+from trainer.settings_json import JsonSettings, read_model_config
 
 if TYPE_CHECKING:
     from trainer.asr import Whisper
@@ -196,9 +196,7 @@ class WhisperHead:
         from safetensors.numpy import load_file
 
         folder = Path(folder)
-        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-        if config.get("kind") != cls.kind:
-            raise ValueError(f"{folder / CONFIG} holds a {config.get('kind')!r} model, not {cls.kind!r}")
+        config = read_model_config(folder / CONFIG, cls.kind)
         head = cls(WhisperHeadSettings.from_json(config["settings"]), config["labels"], device=device)
         head.arrays = load_file(str(folder / WEIGHTS))
         return head

@@ -5,7 +5,9 @@ a hand-edited one) is an error naming the key, never silently dropped.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T", bound="JsonSettings")
@@ -24,3 +26,11 @@ class JsonSettings:
         if unknown:
             raise ValueError(f"unknown {cls.what} settings {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+def read_model_config(path: Path, kind: str) -> dict[str, Any]:
+    """A model folder's config.json, refused when it belongs to another kind of model."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("kind") != kind:
+        raise ValueError(f"{path} holds a {config.get('kind')!r} model, not {kind!r}")
+    return config
