@@ -7,8 +7,8 @@ audio, in turn, so machine load hits all three alike:
 
 - `transcribe()`: faster-whisper's WhisperModel.transcribe, defaults except the beam and the language
   (the baseline: 30 s window, its own fallback and filters);
-- `asr 30 s`: trainer.asr with asr.short_window = false (same decoding as the short window, 30 s);
-- `asr short`: trainer.asr with the short window (the default);
+- `asr 30 s`: core.asr with asr.short_window = false (same decoding as the short window, 30 s);
+- `asr short`: core.asr with the short window (the default);
 - `asr short+sb` (only with --short-beam N): the short window with asr.short_beam_size = N for
   utterances under --short-beam-max-s (asr.short_beam_max_s), --beam for longer ones.
 
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from streamer.segmenter import Segmenter, Utterance
     from tests.speech import word_error_rate
-    from trainer.asr import load_whisper, transcribe
-    from trainer.bundle import Sample, load_bundle
-    from trainer.config import AsrConfig, VadConfig
+    from core.asr import load_whisper, transcribe
+    from core.bundle import Sample, load_bundle
+    from core.config import AsrConfig, VadConfig
 
     base = AsrConfig(language="en", cpu_threads=args.threads, beam_size=args.beam, short_beam_size=0)
     configs = {"asr 30 s": dataclasses.replace(base, short_window=False), "asr short": base}
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nCPU time besides ASR, per second of audio ({audio_seconds:.0f} s streamed): "
           f"VAD + segmenter {cpu['vad'] / audio_seconds * 1000:.1f} ms, "
           f"text model {cpu['text'] / audio_seconds * 1000:.1f} ms, "
-          f"log-mel features (trainer.features, for an audio model) {cpu['features'] / audio_seconds * 1000:.1f} ms")
+          f"log-mel features (core.features, for an audio model) {cpu['features'] / audio_seconds * 1000:.1f} ms")
     _partial_cost(whisper, base)
     for problem in problems:
         print("warning:", problem)
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 def segmented(text: str, rng: np.random.Generator):
     """The utterance the real segmenter cuts from the sentence's stream (None if not exactly one)."""
     from streamer.segmenter import Segmenter, Utterance
-    from trainer.config import VadConfig
+    from streamer.config import VadConfig
 
     audio, _end = stream_for(text, rng)
     segmenter = Segmenter(VadConfig())
@@ -256,12 +256,12 @@ def segmented(text: str, rng: np.random.Generator):
 
 
 def window_sweep(threads: int, seed: int) -> int:
-    """Why trainer.asr picks its windows: WER of one decode per window size, with the window
-    filled by 0.0 in the log-mel (faster-whisper's way and trainer.asr.encoder_input) or by zero
+    """Why core.asr picks its windows: WER of one decode per window size, with the window
+    filled by 0.0 in the log-mel (faster-whisper's way and core.asr.encoder_input) or by zero
     audio before the log-mel (OpenAI Whisper's way), against faster-whisper's transcribe()."""
     from tests.speech import word_error_rate
-    from trainer import asr
-    from trainer.config import AsrConfig
+    from core import asr
+    from core.config import AsrConfig
 
     cfg = AsrConfig(language="en", cpu_threads=threads)
     whisper = asr.load_whisper(cfg)
@@ -304,7 +304,7 @@ def _feature_cpu(audio: np.ndarray) -> float:
     """CPU seconds of the log-mel an audio model would need for this utterance (CPU torch)."""
     import torch
 
-    from trainer.features import compute_features
+    from core.features import compute_features
 
     torch.set_num_threads(1)
     start = time.process_time()
@@ -315,7 +315,7 @@ def _feature_cpu(audio: np.ndarray) -> float:
 def _partial_cost(whisper, cfg) -> None:
     """ms of a partial's interim text: a short-window transcription of the last N seconds."""
     from tests.speech import synthesize
-    from trainer.asr import transcribe
+    from core.asr import transcribe
 
     speech = synthesize(CORPUS["8-15 s"][0])
     cells = []

@@ -42,8 +42,8 @@ from websockets.asyncio.client import connect  # noqa: E402
 
 from streamer import feed, recorder, replay, session, sources  # noqa: E402
 from streamer.segmenter import Segmenter, Utterance  # noqa: E402
-from trainer.asr import transcribe  # noqa: E402
-from trainer.config import Config, override  # noqa: E402
+from core.asr import transcribe  # noqa: E402
+from streamer.config import Config, override  # noqa: E402
 
 HOUR_S = 3600.0
 

@@ -26,9 +26,9 @@ from sklearn.model_selection import StratifiedKFold  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
-from trainer.bundle import Sample  # noqa: E402
+from core.bundle import Sample  # noqa: E402
 from trainer.default_head import CORPUS, HELDOUT, read_sentences, scores  # noqa: E402
-from trainer.labels import LABELS  # noqa: E402
+from core.labels import LABELS  # noqa: E402
 from trainer.text_e5 import NGRAMS, E5Head, EncoderSpec, get_encoder  # noqa: E402
 
 

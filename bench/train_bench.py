@@ -5,7 +5,7 @@
 Every number is measured in this run, next to its baseline:
 - mel: log-mel (the seed's settings: 16 kHz, n_fft 400, hop 160, 128 mels) of --clips synthetic
   clips of --seconds each. Baseline: librosa, one clip at a time (what the seed did). Against
-  it: trainer.features in torch on the CPU, one clip at a time (the streamer's case; with 1
+  it: core.features in torch on the CPU, one clip at a time (the streamer's case; with 1
   thread and with --threads, because tiny ops on a busy machine wait on their own thread pool)
   and as one padded batch (the training step's case), and on CUDA when there is a GPU (batch
   moved to the GPU and synchronised inside the timing). Best of --repeat runs each.
@@ -80,8 +80,8 @@ def mel_rows(args: argparse.Namespace, cuda: bool) -> list[Row]:
     import torch
 
     from tests.synthetic_audio import synthetic_clip
-    from trainer.features import MelFeatures, pad_batch
-    from trainer.labels import LABELS
+    from core.features import MelFeatures, pad_batch
+    from core.labels import LABELS
 
     rng = np.random.default_rng(0)
     clips = [synthetic_clip(LABELS[i % 4], rng, args.seconds) for i in range(args.clips)]
@@ -248,7 +248,7 @@ def bert_base_classifier(vocab_folder: Path, device: str):
     """text_hf around a randomly initialised BERT-base-sized network (KLUE-RoBERTa's compute per token)."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from trainer.labels import LABELS
+    from core.labels import LABELS
     from trainer.text_hf import HFTextClassifier
 
     model = HFTextClassifier(str(vocab_folder), max_length=128, device=device)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from trainer.cli import build_parser, run_command
+from core.cli import build_parser, run_command
 
 COMMANDS: dict[str, str] = {
-    "run": "streamer.session",
+    "run": "streamer.run",
     "devices": "streamer.devices",
     "replay": "streamer.replay",
     "analyze": "streamer.analyze",

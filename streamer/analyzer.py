@@ -25,9 +25,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from streamer.segmenter import SpeechUpdate, Utterance
-from trainer.asr import SAMPLE_RATE, Transcript, Whisper, load_whisper, transcribe
-from trainer.bundle import Bundle, Prediction, Sample, load_bundle
-from trainer.config import Config
+from core.asr import SAMPLE_RATE, Transcript, Whisper, load_whisper, transcribe
+from core.bundle import Bundle, Prediction, Sample, load_bundle
+from streamer.config import Config
 
 PARTIAL_TEXT_S = 6.0
 PARTIAL_TEXT_INTERVAL_S = 2.0

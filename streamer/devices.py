@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass
 from types import ModuleType
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 ALTERNATIVES = ("use --source file:PATH to analyse a recording, or --source browser and the dashboard's "
                 "microphone button")

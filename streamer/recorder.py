@@ -20,10 +20,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from core.audio import SAMPLE_RATE
 from streamer.feed import Entry, SessionLog
-from trainer.errors import UserError
+from core.errors import UserError
 
-SAMPLE_RATE = 16_000
 SYNC_S = 0.5
 HEADER_BYTES = 44
 

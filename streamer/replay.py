@@ -15,11 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.audio import SAMPLE_RATE
 from streamer import feed, recorder
 from streamer.server import FeedServer, stop_on_signals
-from trainer.config import Config, load_config, override
-from trainer.errors import UserError
-from trainer.labels import LABELS
+from streamer.config import Config, load_config, override
+from core.errors import UserError
+from core.labels import LABELS
 
 FAST_BATCH = 200  # messages published between yields to the event loop with --fast
 
@@ -92,7 +93,7 @@ async def replay(folder: Path, config: Config, speed: float | None, exit_at_end:
           file=sys.stderr, flush=True)
     stop = stop_on_signals()
     audio = folder / "audio.wav"
-    duration = len(recorder.pcm16(audio)) / recorder.SAMPLE_RATE if audio.is_file() else 0.0
+    duration = len(recorder.pcm16(audio)) / SAMPLE_RATE if audio.is_file() else 0.0
     publishing = asyncio.create_task(publish(log, messages, speed, duration))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({publishing, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -36,8 +36,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from streamer import feed, recorder
-from trainer.config import ServerConfig
-from trainer.errors import UserError
+from streamer.config import ServerConfig
+from core.errors import UserError
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 CONTENT_TYPES = {

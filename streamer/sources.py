@@ -7,10 +7,10 @@ that the queue is full, the block is dropped and counted, which the session repo
 and `session_end`. A file played as fast as possible (`--fast`) is not live: it waits for room,
 so nothing is dropped and the file is analysed whole.
 
-Files are decoded by PyAV, as faster-whisper's `decode_audio` does, but to float32 and a second
-at a time: `decode_audio` goes through int16, which turns NaN samples into full-scale -1.0
-clicks, and it holds the whole file in memory (an hour is 230 MB of float32) before the first
-second can play.
+Files are decoded a second at a time by core/audio.py, the decoder `analyze`, `trainer predict`
+and training use too, so a file played here gives the samples every other part of the project
+sees. A recorded session's own audio.wav is read by the recorder, which repairs a header a crash
+left behind.
 """
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
+from core import audio
+from core.audio import SAMPLE_RATE
 from streamer import devices, recorder
 
-SAMPLE_RATE = 16_000
-CHUNK = SAMPLE_RATE  # decode and hand over a second at a time when there is no clock to follow
+CHUNK = SAMPLE_RATE  # hand over a second at a time when there is no clock to follow
 
 Report = Callable[[str, str], None]  # (code, message) -> a session-wide `error` message
 
@@ -102,46 +103,11 @@ class FrameQueue:
 
 
 def decode_file(path: Path) -> Iterator[np.ndarray]:
-    """Any file FFmpeg reads, as ~1 s chunks of 16 kHz mono float32 (channels averaged, resampled)."""
-    import av
-
+    """Any file FFmpeg reads, as ~1 s chunks of 16 kHz mono float32 (core/audio.py)."""
     try:
-        container = av.open(str(path), mode="r", metadata_errors="ignore")
-    except av.error.FFmpegError as exc:
-        raise SourceError(f"cannot open {path} as audio ({exc.strerror or exc}); give a file FFmpeg can decode (wav, flac, mp3, m4a, ogg, ...)") from None
-    with container:
-        if not container.streams.audio:
-            raise SourceError(f"{path} has no audio stream; give an audio file")
-        # Channels are averaged here rather than by FFmpeg's downmix, which adds them at -3 dB
-        # (two identical channels come out 1.41x louder, past full scale); the trainer averages too.
-        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
-        pending: list[np.ndarray] = []
-        count = 0
-        try:
-            for frame in _frames(container):
-                for out in resampler.resample(frame):
-                    pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-                    count += len(pending[-1])
-                if count >= CHUNK:
-                    yield np.concatenate(pending)
-                    pending, count = [], 0
-            for out in resampler.resample(None):
-                pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-        except av.error.FFmpegError as exc:
-            raise SourceError(f"decoding {path} failed ({exc.strerror or exc}); the file is damaged or not audio") from None
-        if pending:
-            yield np.concatenate(pending)
-
-
-def _frames(container) -> Iterator:
-    """Decoded audio frames, skipping damaged packets as decode_audio does."""
-    import av
-
-    for packet in container.demux(audio=0):
-        try:
-            yield from packet.decode()
-        except av.error.InvalidDataError:
-            continue
+        yield from audio.stream(path)
+    except audio.AudioError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def session_chunks(folder: Path) -> Iterator[np.ndarray]:

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from trainer.__main__ import main
-from trainer.audio import load_audio
-from trainer.bundle import Sample
+from core.audio import decode as load_audio
+from core.bundle import Sample
 from trainer.manifest import read_manifest, read_splits
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.bundle import Sample
-from trainer.labels import LABELS
+from core.bundle import Sample
+from core.labels import LABELS
 
 SAMPLE_RATE = 16_000
 # label -> (pitch Hz, syllables per second, loudness-contour slope over the clip)

@@ -14,10 +14,10 @@ import soundfile as sf
 from streamer.analyzer import Analyzer
 from streamer.segmenter import Segmenter, SpeechUpdate, Utterance
 from tests.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, word_error_rate
-from trainer.asr import load_whisper
-from trainer.bundle import DEFAULT_BUNDLE, Sample, save_bundle
-from trainer.config import Config, override
-from trainer.labels import LABELS
+from core.asr import load_whisper
+from core.bundle import DEFAULT_BUNDLE, Sample, save_bundle
+from streamer.config import Config, override
+from core.labels import LABELS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,24 +43,24 @@ def whisper(config):
 
 @pytest.fixture(scope="module")
 def text_bundle(tmp_path_factory) -> Path:
-    from trainer.text_e5 import E5Head
+    from trainer.fit_e5_head import E5HeadFitter
 
     samples = [Sample(text=t) for label in LABELS for t in TRAINING[label]]
     y = [label for label in LABELS for _ in TRAINING[label]]
-    return save_bundle(tmp_path_factory.mktemp("bundles") / "text", {"text": E5Head().fit(samples, y)})
+    return save_bundle(tmp_path_factory.mktemp("bundles") / "text", {"text": E5HeadFitter().fit(samples, y)})
 
 
 @pytest.fixture(scope="module")
 def audio_bundle(tmp_path_factory, whisper) -> Path:
     """Text head plus a Whisper-encoder audio head, trained on a few espeak clips (real, tiny)."""
-    from trainer.audio_whisper import WhisperHead
-    from trainer.text_e5 import E5Head
+    from trainer.fit_e5_head import E5HeadFitter
+    from trainer.fit_whisper_head import WhisperHeadFitter
 
     require_espeak()
     samples = [Sample(text=t, audio=synthesize(t)) for label in LABELS for t in TRAINING[label][:2]]
     y = [label for label in LABELS for _ in range(2)]
-    audio_head = WhisperHead(whisper=whisper).fit(samples, y)
-    text_head = E5Head().fit([Sample(text=s.text) for s in samples], y)
+    audio_head = WhisperHeadFitter(whisper=whisper).fit(samples, y)
+    text_head = E5HeadFitter().fit([Sample(text=s.text) for s in samples], y)
     return save_bundle(tmp_path_factory.mktemp("bundles") / "audio", {"text": text_head, "audio": audio_head})
 
 
@@ -87,7 +87,7 @@ def check_emotion(emotion: dict) -> None:
 
 
 def test_utterances_become_feed_bodies(config, whisper, text_bundle, two_sentences):
-    from trainer.bundle import load_bundle
+    from core.bundle import load_bundle
 
     _path, audio, truth = two_sentences
     analyzer = Analyzer(config, whisper=whisper, bundle=load_bundle(text_bundle))
@@ -114,7 +114,7 @@ def test_utterances_become_feed_bodies(config, whisper, text_bundle, two_sentenc
 
 
 def test_noise_utterance_without_audio_model_is_counted_not_reported(config, whisper, text_bundle):
-    from trainer.bundle import load_bundle
+    from core.bundle import load_bundle
 
     analyzer = Analyzer(config, whisper=whisper, bundle=load_bundle(text_bundle))
     t = np.arange(3 * SR) / SR
@@ -124,7 +124,7 @@ def test_noise_utterance_without_audio_model_is_counted_not_reported(config, whi
 
 
 def test_partial_gives_interim_text_rate_limited(config, whisper, text_bundle):
-    from trainer.bundle import load_bundle
+    from core.bundle import load_bundle
 
     analyzer = Analyzer(config, whisper=whisper, bundle=load_bundle(text_bundle))
     speech = synthesize(SENTENCES[2])
@@ -143,7 +143,7 @@ def normalised(text: str) -> list[str]:
 
 
 def test_with_an_audio_model_noise_still_gets_the_voice_emotion(config, whisper, audio_bundle, two_sentences):
-    from trainer.bundle import load_bundle
+    from core.bundle import load_bundle
 
     analyzer = Analyzer(config, whisper=whisper, bundle=load_bundle(audio_bundle))
     assert analyzer.models()["audio"] == "whisper_head"

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from tests.speech import SENTENCES, require_espeak, synthesize, trim, word_error_rate
-from trainer import whisper_embedded as embedded
-from trainer.asr import FULL_WINDOW_S, MIN_WINDOW_S, beam_for, judge, load_whisper, transcribe, window_seconds
-from trainer.config import AsrConfig
-from trainer.errors import UserError
+from core import whisper_embedded as embedded
+from core.asr import FULL_WINDOW_S, MIN_WINDOW_S, beam_for, judge, load_whisper, transcribe, window_seconds
+from core.config import AsrConfig
+from core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _join_in_subprocess(cache: Path) -> subprocess.Popen:
-    code = f"from trainer.whisper_embedded import embedded_model_dir; embedded_model_dir({str(cache)!r})"
+    code = f"from core.whisper_embedded import embedded_model_dir; embedded_model_dir({str(cache)!r})"
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -52,7 +52,7 @@ def test_a_join_killed_midway_leaves_no_model_bin(tmp_path):
     os.mkfifo(fifo)
     part1, _ = embedded.package_data_dirs()
     code = (
-        "from pathlib import Path; from trainer.whisper_embedded import _write_atomic; "
+        "from pathlib import Path; from core.whisper_embedded import _write_atomic; "
         f"_write_atomic(Path({str(folder / 'model.bin')!r}), [Path({str(part1 / embedded.PARTS[0])!r}), Path({str(fifo)!r})])"
     )
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
@@ -285,7 +285,7 @@ def test_noise_and_hum_give_no_text(whisper, short_window):
 
 def test_text_placed_after_the_end_of_the_audio_is_dropped(whisper):
     """Whisper in a window longer than the speech sometimes says it again in the padding."""
-    from trainer.asr import _segments
+    from core.asr import _segments
 
     tokenizer = whisper.tokenizer("en")
     sentence = tokenizer.encode(" Our team finished the project.")

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from trainer.audio import SAMPLE_RATE, AudioCache, AudioSource, DecodeJob, decode_to_cache, load_audio
+from core.audio import SAMPLE_RATE, decode as load_audio
+from trainer.audio_cache import AudioCache, AudioSource, DecodeJob, decode_to_cache
 
 
 def tone(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray:

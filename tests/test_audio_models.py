@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from core.audio_resnet import ResNetMel, ResNetMfcc
+from core.audio_windows import random_crop, windows
+from core.bundle import load_bundle, save_bundle
+from core.errors import UserError
+from core.labels import LABELS
+from core.models import Sample
 from tests.synthetic_audio import synthetic_clip, synthetic_set
-from trainer.audio_resnet import ResNetMel, ResNetMfcc, ResNetSettings
-from trainer.audio_training import TrainSettings, class_weights, split_validation
-from trainer.audio_windows import random_crop, windows
 from trainer.augment import add_noise, pitch_shift, time_stretch
-from trainer.bundle import Sample, load_bundle, save_bundle
-from trainer.errors import UserError
-from trainer.labels import LABELS
+from trainer.config import ResNetTrainConfig, Wav2Vec2TrainConfig
+from trainer.fit_resnet import ResNetFitter
+from trainer.network_training import class_weights, split_validation
 
 torch.set_num_threads(2)
 SR = 16_000
@@ -91,13 +94,11 @@ def test_validation_split_is_stratified_and_weights_balance_classes():
 
 
 def test_audio_models_say_which_samples_lack_audio_and_which_labels_are_unknown():
-    model = ResNetMel(ResNetSettings(width=4, blocks=(1,), crop_s=0.5), TrainSettings(max_epochs=1, device="cpu"))
+    fitter = ResNetFitter("resnet_mel", ResNetTrainConfig(width=4, blocks=[1], crop_s=0.5, max_epochs=1), device="cpu")
     with pytest.raises(ValueError, match="samples without it: \\['no-audio'\\]"):
-        model.fit([Sample(audio=synthetic_clip("angry", np.random.default_rng(0))), Sample(text="hi", id="no-audio")], ["angry", "sadness"])
+        fitter.fit([Sample(audio=synthetic_clip("angry", np.random.default_rng(0))), Sample(text="hi", id="no-audio")], ["angry", "sadness"])
     with pytest.raises(ValueError, match="'joy'"):
-        model.fit([Sample(audio=synthetic_clip("angry", np.random.default_rng(0)))], ["joy"])
-    with pytest.raises(RuntimeError, match="not trained"):
-        model.predict_proba([Sample(audio=np.zeros(800, np.float32))])
+        fitter.fit([Sample(audio=synthetic_clip("angry", np.random.default_rng(0)))], ["joy"])
 
 
 def test_a_fit_after_another_accelerate_user_with_other_settings_works(data):
@@ -106,9 +107,9 @@ def test_a_fit_after_another_accelerate_user_with_other_settings_works(data):
 
     Accelerator(cpu=True, mixed_precision="bf16")  # as a bf16 model fitted earlier in the process would leave it
     train, y_train, _, _ = data
-    model = ResNetMel(ResNetSettings(width=4, blocks=(1,), crop_s=0.5), TrainSettings(max_epochs=1, device="cpu"))
-    model.fit(train[:16], y_train[:16])
-    assert len(model.history) == 1
+    fitter = ResNetFitter("resnet_mel", ResNetTrainConfig(width=4, blocks=[1], crop_s=0.5, max_epochs=1), device="cpu")
+    model = fitter.fit(train[:16], y_train[:16])
+    assert len(model.record["history"]) == 1
 
 
 # --- the models ---------------------------------------------------------------------------------
@@ -118,12 +119,11 @@ def test_a_fit_after_another_accelerate_user_with_other_settings_works(data):
 @pytest.mark.parametrize("cls,augment", [(ResNetMel, False), (ResNetMfcc, True)])
 def test_resnet_learns_and_round_trips(cls, augment, data, tmp_path):
     train, y_train, test, y_test = data
-    model = cls(
-        ResNetSettings(width=8, blocks=(1, 1, 1, 1), crop_s=1.5),
-        TrainSettings(batch_size=16, lr=3e-3, max_epochs=12, patience=4, augment=augment, device="cpu"),
-    )
-    model.fit(train, y_train)
-    assert model.history and "val_macro_f1" in model.history[0]
+    config = ResNetTrainConfig(width=8, blocks=[1, 1, 1, 1], crop_s=1.5, batch_size=16, lr=3e-3, max_epochs=12,
+                               patience=4, augment=augment)
+    model = ResNetFitter(cls.kind, config, device="cpu").fit(train, y_train)
+    assert type(model) is cls
+    assert model.record["history"] and "val_macro_f1" in model.record["history"][0]
     probs = model.predict_proba(test)
     check_probs(probs, len(test))
     assert macro_f1(model.labels, y_test, probs) > 0.6
@@ -152,16 +152,16 @@ def tiny_wav2vec2(tmp_path_factory):
 
 @pytest.mark.slow
 def test_wav2vec2_fine_tunes_a_local_checkpoint_and_round_trips(tiny_wav2vec2, data, tmp_path):
-    from trainer.audio_wav2vec import Wav2Vec2Classifier, Wav2Vec2Settings
+    from trainer.fit_wav2vec2 import Wav2Vec2Fitter
 
     train, y_train, test, y_test = data
-    model = Wav2Vec2Classifier(Wav2Vec2Settings(
+    model = Wav2Vec2Fitter(Wav2Vec2TrainConfig(
         checkpoint=str(tiny_wav2vec2), crop_s=1.0, batch_size=16, grad_accum=1, lr=2e-3, warmup_ratio=0.0,
-        max_epochs=4, patience=4, freeze_feature_encoder=False, device="cpu",
-    ))
-    model.fit(train, y_train)
-    losses = [h["loss"] for h in model.history if "loss" in h]
-    f1s = [h["eval_macro_f1"] for h in model.history if "eval_macro_f1" in h]
+        max_epochs=4, patience=4, freeze_feature_encoder=False,
+    ), device="cpu").fit(train, y_train)
+    history = model.record["history"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    f1s = [h["eval_macro_f1"] for h in history if "eval_macro_f1" in h]
     assert len(losses) == len(f1s) == 4 and losses[-1] < losses[0] and max(f1s) > f1s[0]
     probs = model.predict_proba(test)
     check_probs(probs, len(test))
@@ -170,18 +170,20 @@ def test_wav2vec2_fine_tunes_a_local_checkpoint_and_round_trips(tiny_wav2vec2, d
 
 
 def test_wav2vec2_names_a_checkpoint_it_cannot_load(tmp_path, data):
-    from trainer.audio_wav2vec import Wav2Vec2Classifier, Wav2Vec2Settings
+    from trainer.fit_wav2vec2 import Wav2Vec2Fitter
 
     train, y_train, _, _ = data
     missing = tmp_path / "no-such-model"
+    fitter = Wav2Vec2Fitter(Wav2Vec2TrainConfig(checkpoint=str(missing)), device="cpu")
+    assert f"{missing} does not exist" in fitter.unavailable_reason()
     with pytest.raises(UserError, match=f"cannot load the audio checkpoint {missing}.*local folder"):
-        Wav2Vec2Classifier(Wav2Vec2Settings(checkpoint=str(missing), device="cpu")).fit(train[:8], y_train[:8])
+        fitter.fit(train[:8], y_train[:8])
 
 
 @pytest.fixture(scope="module")
 def whisper():
-    from trainer.asr import load_whisper
-    from trainer.config import AsrConfig
+    from core.asr import load_whisper
+    from core.config import AsrConfig
 
     return load_whisper(AsrConfig(device="cpu"))
 
@@ -189,8 +191,8 @@ def whisper():
 @pytest.mark.slow
 def test_encoder_output_is_pooled_over_real_audio_only(whisper):
     """CTranslate2's encode returns a (batch, frames, 512) StorageView; padding frames are left out."""
-    from trainer.asr import encoder_input
-    from trainer.audio_whisper import pool_encoder_output, whisper_embeddings
+    from core.asr import encoder_input
+    from core.audio_whisper import pool_encoder_output, whisper_embeddings
 
     model = whisper.model
     clips = [synthetic_clip("angry", np.random.default_rng(1), 1.0), synthetic_clip("sadness", np.random.default_rng(2), 2.5)]
@@ -209,10 +211,10 @@ def test_encoder_output_is_pooled_over_real_audio_only(whisper):
 
 @pytest.mark.slow
 def test_whisper_head_learns_on_real_whisper_and_round_trips(whisper, data, tmp_path):
-    from trainer.audio_whisper import WhisperHead
+    from trainer.fit_whisper_head import WhisperHeadFitter
 
     train, y_train, test, y_test = data
-    head = WhisperHead(whisper=whisper).fit(train, y_train)
+    head = WhisperHeadFitter(whisper=whisper).fit(train, y_train)
     probs = head.predict_proba(test)
     check_probs(probs, len(test))
     assert macro_f1(head.labels, y_test, probs) > 0.6

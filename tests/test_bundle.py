@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import bundle as bundle_mod
-from trainer.bundle import BundleError, Sample, load_bundle, save_bundle, verify_bundle
-from trainer.labels import LABELS
+from core import bundle as bundle_mod
+from core.bundle import BundleError, Sample, load_bundle, save_bundle, verify_bundle
+from core.labels import LABELS
 
 
 class CuePhraseModel:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from trainer.default_head import CORPUS, HELDOUT, normalise, read_sentences
-from trainer.labels import LABELS
+from core.labels import LABELS
 
 MIN_PER_LABEL = 200
 MAX_IMBALANCE = 1.10  # no label more than 10% above another
@@ -69,7 +69,7 @@ def test_normalise_ignores_spaces_punctuation_and_case():
 
 
 def test_reader_names_file_and_line_of_a_bad_row(tmp_path: Path):
-    from trainer.errors import UserError
+    from core.errors import UserError
 
     path = tmp_path / "c.tsv"
     path.write_text("label\ttext\ttopic\tregister\nangry\t화나\tx\ty\nsurprise\t깜짝이야\tx\ty\n", encoding="utf-8")

@@ -13,7 +13,7 @@ from trainer.evaluate import (
     expected_calibration_error,
     write_reports,
 )
-from trainer.labels import LABELS
+from core.labels import LABELS
 
 
 def one_hot(indices, confidence=1.0):

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.features import FeatureSettings, MelFeatures, compute_features, mel_filterbank, pad_batch, pick_device
+from core.device import pick_device
+from core.errors import UserError
+from core.features import FeatureSettings, MelFeatures, compute_features, mel_filterbank, pad_batch
 
 torch.set_num_threads(1)
 SR = 16_000
@@ -104,7 +106,7 @@ def test_cuda_path_is_selected_and_agrees_with_cpu():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_asking_for_cuda_without_a_gpu_says_what_to_use():
-    with pytest.raises(ValueError, match="no CUDA GPU.*'auto' or 'cpu'"):
+    with pytest.raises(UserError, match="no CUDA GPU.*'auto' or 'cpu'"):
         pick_device("cuda")
 
 

@@ -11,9 +11,10 @@ import soundfile as sf
 
 from trainer import fixture, prepare
 from trainer.aihub import COLUMNS, RELEASES
-from trainer.audio import load_audio
-from trainer.errors import UserError
-from trainer.labels import LABELS, decide, normalise_emotion
+from core.audio import decode as load_audio
+from core.errors import UserError
+from core.labels import LABELS
+from trainer.label_rules import decide, normalise_emotion
 from trainer.manifest import read_manifest, read_splits
 
 N = 10

@@ -1,7 +1,7 @@
 """Golden tests of the label rules, starting with the twelve annotator rows the seed report shows."""
 import pytest
 
-from trainer.labels import EMOTIONS, decide, normalise_emotion, parse_intensity
+from trainer.label_rules import EMOTIONS, decide, normalise_emotion, parse_intensity
 
 A, D, F, H, N, S, U = "angry", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"
 

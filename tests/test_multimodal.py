@@ -8,11 +8,12 @@ from conftest import split_samples
 torch = pytest.importorskip("torch")
 torch.set_num_threads(2)
 
-from trainer.bundle import BundleError, Sample, load_bundle, save_bundle  # noqa: E402
-from trainer.errors import UserError  # noqa: E402
+from core.bundle import BundleError, Sample, load_bundle, save_bundle  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from trainer.evaluate import classification_metrics  # noqa: E402
-from trainer.labels import LABELS  # noqa: E402
-from trainer.multimodal import FitSettings, GatedFusionModel, SeedMultimodal, mel_statistics, seed_mel_means  # noqa: E402
+from core.labels import LABELS  # noqa: E402
+from core.multimodal import FitSettings, GatedFusionModel, SeedMultimodal, mel_statistics, seed_mel_means  # noqa: E402
+from trainer.fit_multimodal import MultimodalFitter  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,8 @@ def data(prepared_fixture):
 
 @pytest.fixture(scope="module")
 def fitted(data):
-    seed = SeedMultimodal(device="cpu").fit(*data["train"])
-    fusion = GatedFusionModel(fit=FitSettings(epochs=40, patience=8), device="cpu").fit(*data["train"], eval_set=data["val"])
+    seed = MultimodalFitter("seed_multimodal", device="cpu").fit(*data["train"])
+    fusion = MultimodalFitter("fusion", fit=FitSettings(epochs=40, patience=8), device="cpu").fit(*data["train"], eval_set=data["val"])
     return {"seed_multimodal": seed, "fusion": fusion}
 
 
@@ -98,21 +99,21 @@ def test_missing_modalities_are_named(fitted, data):
     sample = data["test"][0][0]
     with pytest.raises(ValueError, match="need audio.*x1"):
         fitted["fusion"].predict_proba([Sample(text=sample.text, id="x1")])
-    with pytest.raises(ValueError, match="need text.*x2"):
+    with pytest.raises(ValueError, match="needs text.*x2"):
         fitted["fusion"].predict_proba([Sample(text="  ", audio=sample.audio, id="x2")])
 
 
 def test_a_hugging_face_encoder_can_supply_the_text_vectors(data, tmp_path):
     from test_text_hf import tiny_bert
 
-    from trainer.multimodal import text_vectors
+    from core.multimodal import text_vectors
 
     encoder = str(tiny_bert(tmp_path / "tiny-bert", [s.text for s in data["train"][0]]))
     samples = data["test"][0][:6]
     vectors = text_vectors(samples, encoder, device="cpu")
     assert vectors.shape == (6, 64) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(text_vectors(samples[::-1], encoder, device="cpu"), vectors[::-1], atol=1e-6)
-    model = GatedFusionModel(encoder, FitSettings(epochs=3, patience=0), device="cpu").fit(*data["train"])
+    model = MultimodalFitter("fusion", encoder, FitSettings(epochs=3, patience=0), device="cpu").fit(*data["train"])
     folder = tmp_path / "fusion"
     folder.mkdir()
     model.save(folder)

@@ -8,7 +8,7 @@ import soundfile as sf
 
 from tests.speech import SENTENCES, require_espeak, speak, synthesize, word_error_rate
 from trainer.__main__ import main
-from trainer.labels import LABELS
+from core.labels import LABELS
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def test_bad_lines_become_error_lines_and_the_run_goes_on(tmp_path, capsys):
     assert 'no "id"' in errors[2] and rows[1]["id"] is None
     assert 'neither "text" nor "audio"' in errors[3] and rows[2]["id"] == "no-input"
     assert str(tmp_path / "nowhere.wav") in errors[4] and "does not exist" in errors[4]
-    assert "cannot decode audio" in errors[5] and "broken.wav" in errors[5]
+    assert "cannot open" in errors[5] and "broken.wav" in errors[5] and "FFmpeg can decode" in errors[5]
     assert "not an object" in errors[6]
     assert '"text" must be a string' in errors[7]
     check_prediction(rows[-1])

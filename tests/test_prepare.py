@@ -11,9 +11,9 @@ import pytest
 from trainer import prepare
 from trainer.__main__ import main
 from trainer.aihub import COLUMNS
-from trainer.errors import UserError
+from core.errors import UserError
 from trainer.fixture import RATE, _wav_bytes, write_dataset
-from trainer.labels import decide
+from trainer.label_rules import decide
 from trainer.manifest import read_manifest, read_splits
 
 

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from streamer import feed, recorder
-from trainer.errors import UserError
+from core.errors import UserError
 
 
 def tone(seconds, rate=16000):

@@ -12,8 +12,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from streamer import feed, recorder, sources
 from streamer.server import FeedServer
-from trainer.config import ServerConfig
-from trainer.errors import UserError
+from streamer.config import ServerConfig
+from core.errors import UserError
 
 HELLO = {"schema": 1, "labels": ["angry", "happiness", "neutral", "sadness"], "models": {}, "language": "en",
          "source": "test", "started": "2026-01-01T00:00:00+00:00", "replay": False}

@@ -4,10 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from trainer.errors import UserError
+from core.errors import UserError
 from trainer.evaluate import classification_metrics
-from trainer.labels import LABELS
-from trainer.stacking import Stacker, _features
+from core.labels import LABELS
+from core.stacker import Stacker, features
+from trainer.stacking import fit_stacker, validate
 
 
 def specialist(y, rng, good: set[int], strength=2.5, noise=1.0):
@@ -27,31 +28,31 @@ def split(n, seed):
 def test_complementary_models_are_stacked_and_beat_both_on_validation():
     rng, y = split(600, 0)
     oof = {"text": specialist(y, rng, {0, 1}), "audio": specialist(y, rng, {2, 3})}
-    stacker = Stacker().fit_from(oof, y)
+    stacker = fit_stacker(oof, y)
     assert stacker.mode == "stack" and stacker.decision["cv"]["stack_macro_f1"] > max(stacker.decision["cv"]["base_macro_f1"].values())
 
     rng, y_val = split(300, 1)
     val = {"text": specialist(y_val, rng, {0, 1}), "audio": specialist(y_val, rng, {2, 3})}
-    record = stacker.validate(val, y_val)
+    record = validate(stacker, val, y_val)
     assert "fallback" not in record and stacker.mode == "stack"
     stacked = classification_metrics(y_val, stacker.predict_proba_from(val))["macro_f1"]
     assert stacked >= max(classification_metrics(y_val, p)["macro_f1"] for p in val.values())
 
     from sklearn.linear_model import LogisticRegression
 
-    reference = LogisticRegression(C=stacker.C, max_iter=2000).fit(_features(oof, stacker.roles), y)
-    np.testing.assert_allclose(stacker.predict_proba_from(val), reference.predict_proba(_features(val, stacker.roles)), atol=1e-6)
+    reference = LogisticRegression(C=stacker.C, max_iter=2000).fit(features(oof, stacker.roles), y)
+    np.testing.assert_allclose(stacker.predict_proba_from(val), reference.predict_proba(features(val, stacker.roles)), atol=1e-6)
 
 
 def test_a_stack_that_does_not_help_passes_the_best_model_through():
     rng, y = split(400, 2)
     oof = {"text": specialist(y, rng, {0, 1, 2, 3}, strength=3.0), "audio": rng.dirichlet(np.ones(4), len(y))}
-    stacker = Stacker().fit_from(oof, y)
+    stacker = fit_stacker(oof, y)
     if stacker.mode == "stack":  # CV may find the noise harmless; then validation must still agree
-        stacker.validate(oof, y)
+        validate(stacker, oof, y)
     rng, y_val = split(200, 3)
     val = {"text": specialist(y_val, rng, {0, 1, 2, 3}, strength=3.0), "audio": rng.dirichlet(np.ones(4), len(y_val))}
-    stacker.validate(val, y_val)
+    validate(stacker, val, y_val)
     out = stacker.predict_proba_from(val)
     assert classification_metrics(y_val, out)["macro_f1"] >= classification_metrics(y_val, val["text"])["macro_f1"]
     if stacker.mode == "base":
@@ -61,11 +62,11 @@ def test_a_stack_that_does_not_help_passes_the_best_model_through():
 
 def test_validation_overrules_cross_validation_and_says_so():
     rng, y = split(600, 4)
-    stacker = Stacker().fit_from({"text": specialist(y, rng, {0, 1}), "audio": specialist(y, rng, {2, 3})}, y)
+    stacker = fit_stacker({"text": specialist(y, rng, {0, 1}), "audio": specialist(y, rng, {2, 3})}, y)
     assert stacker.mode == "stack"
     rng, y_val = split(300, 5)  # on validation, text has become good at everything and audio is noise
     val = {"text": specialist(y_val, rng, {0, 1, 2, 3}, strength=4.0), "audio": rng.dirichlet(np.ones(4), len(y_val))}
-    record = stacker.validate(val, y_val)
+    record = validate(stacker, val, y_val)
     assert stacker.mode == "base" and stacker.base_role == "text" and "fallback" in record
     assert "validation macro-F1 beat the stacker" in stacker.decision["summary"]
     np.testing.assert_allclose(stacker.predict_proba_from(val), val["text"])
@@ -74,7 +75,7 @@ def test_validation_overrules_cross_validation_and_says_so():
 def test_missing_inputs_give_nan_rows_so_the_bundle_falls_back():
     rng, y = split(300, 6)
     oof = {"text": specialist(y, rng, {0, 1}), "audio": specialist(y, rng, {2, 3})}
-    stacker = Stacker().fit_from(oof, y)
+    stacker = fit_stacker(oof, y)
     part = {role: p[:5].copy() for role, p in oof.items()}
     part["audio"][[1, 3]] = np.nan
     out = stacker.predict_proba_from(part)
@@ -86,7 +87,7 @@ def test_missing_inputs_give_nan_rows_so_the_bundle_falls_back():
 def test_save_load_round_trip_and_damaged_files(tmp_path):
     rng, y = split(300, 7)
     oof = {"text": specialist(y, rng, {0, 1}), "audio": specialist(y, rng, {2, 3})}
-    stacker = Stacker().fit_from(oof, y)
+    stacker = fit_stacker(oof, y)
     stacker.temperature = 1.7
     settings = stacker.save(tmp_path)
     assert settings["roles"] == ["audio", "text"] and settings["temperature"] == 1.7
@@ -113,4 +114,4 @@ def test_incomplete_out_of_fold_table_is_refused():
     oof = {"text": specialist(y, rng, {0, 1})}
     oof["text"][4] = np.nan
     with pytest.raises(ValueError, match="complete"):
-        Stacker().fit_from(oof, y)
+        fit_stacker(oof, y)

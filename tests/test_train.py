@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from trainer.__main__ import main
-from trainer.audio import load_audio
-from trainer.bundle import BundleError, Sample, load_bundle
+from core.audio import decode as load_audio
+from core.bundle import BundleError, Sample, load_bundle
 from trainer.config import load_config
-from trainer.labels import LABELS
+from core.labels import LABELS
 from trainer.manifest import read_manifest, read_splits
-from trainer.stacking import Stacker
-from trainer.train import MODELS, _select, unavailable_reason
+from core.stacker import Stacker
+from trainer.fitting import MODELS
+from trainer.train import _select, unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_UNDER_TEST = ["e5_head", "text_hf", "seed_multimodal", "fusion"]
@@ -142,9 +143,10 @@ def test_all_means_every_model_and_skips_the_ones_without_weights(tmp_path):
     bad.write_text('[train.text_hf]\nmodel = "no-such-owner-e2/no-such-model"\n')
     cfg = load_config(bad).train
     assert _select(cfg) == (list(MODELS), True)
-    reason = unavailable_reason("text_hf", MODELS["text_hf"].build(cfg, tmp_path))
+    assert unavailable_reason("text_hf") is None  # its kind is installed ...
+    reason = MODELS["text_hf"].build(cfg, tmp_path).unavailable_reason()  # ... but its weights are not here
     assert "no-such-owner-e2/no-such-model" in reason and "set its folder in the config" in reason
-    assert unavailable_reason("fusion", MODELS["fusion"].build(cfg, tmp_path)) is None
+    assert MODELS["fusion"].build(cfg, tmp_path).unavailable_reason() is None
 
 
 def test_a_part_keeps_checkpoints_only_from_an_attempt_with_the_same_settings(tmp_path):

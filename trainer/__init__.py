@@ -1,5 +1,4 @@
-"""Offline side of the emotion monitor: AI Hub data, training, evaluation, model bundles.
-
-The streamer imports only the inference pieces from here (labels, features, model definitions,
-bundle loading, ASR loading); training loops never get imported by it.
+"""The offline side of the emotion monitor: AI Hub preparation, label rules, the fixture, fitting,
+evaluation, stacking, reports and the default head's rebuild. It runs on `core` (every model's
+inference side, bundles) and never imports the streamer.
 """

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from trainer.cli import build_parser, run_command
+from core.cli import build_parser, run_command
 
 COMMANDS: dict[str, str] = {
     "prepare": "trainer.prepare",

@@ -12,18 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import librosa
 import numpy as np
 
-from trainer.settings_json import JsonSettings
-
+from core.settings_json import JsonSettings
 
 
 @dataclass(frozen=True)
 class AugmentSettings(JsonSettings):
-    what: ClassVar[str] = "augmentation"
+    """[train.augment]: probability and strength of each augmentation; all three may hit the same example."""
 
-    """Probability and strength of each augmentation; all three may hit the same example."""
+    what: ClassVar[str] = "augmentation"
 
     noise_p: float = 0.5
     noise_level: float = 0.005  # the seed's: noise std = level x U(0, 1) x peak amplitude
@@ -43,7 +41,6 @@ class AugmentSettings(JsonSettings):
             raise ValueError("noise_level and pitch_semitones must not be negative")
 
 
-
 def add_noise(wave: np.ndarray, rng: np.random.Generator, level: float = 0.005) -> np.ndarray:
     """Gaussian noise scaled to the clip's peak, so loud and quiet clips get the same SNR range."""
     amplitude = level * rng.uniform() * float(np.abs(wave).max(initial=0.0))
@@ -52,11 +49,15 @@ def add_noise(wave: np.ndarray, rng: np.random.Generator, level: float = 0.005) 
 
 def time_stretch(wave: np.ndarray, rate: float) -> np.ndarray:
     """Faster (rate > 1) or slower speech at the same pitch."""
+    import librosa  # heavy, and only training needs it: trainer/config.py imports this module
+
     return librosa.effects.time_stretch(y=wave, rate=rate).astype(np.float32)
 
 
 def pitch_shift(wave: np.ndarray, semitones: float, sample_rate: int = 16_000) -> np.ndarray:
     """Higher or lower voice at the same speed."""
+    import librosa
+
     return librosa.effects.pitch_shift(y=wave, sr=sample_rate, n_steps=semitones).astype(np.float32)
 
 

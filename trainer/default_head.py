@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from trainer.errors import UserError
+from core.errors import UserError
 from trainer.evaluate import expected_calibration_error
-from trainer.labels import LABELS
+from core.labels import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus_ko.tsv"
@@ -100,8 +100,8 @@ def cross_validated_probs(sentences: list[Sentence], encoder: Any, folds: int, s
     """Out-of-fold probabilities from stratified k-fold; each fold's head tunes its own C inside."""
     from sklearn.model_selection import StratifiedKFold
 
-    from trainer.bundle import Sample
-    from trainer.text_e5 import E5Head
+    from core.models import Sample
+    from trainer.fit_e5_head import E5HeadFitter
 
     labels = [s.label for s in sentences]
     smallest = min(labels.count(label) for label in LABELS)
@@ -111,7 +111,7 @@ def cross_validated_probs(sentences: list[Sentence], encoder: Any, folds: int, s
     probs = np.zeros((len(samples), len(LABELS)))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(np.zeros(len(labels)), labels):
-        head = E5Head(encoder, seed=seed).fit([samples[i] for i in train], [labels[i] for i in train])
+        head = E5HeadFitter(encoder, seed=seed).fit([samples[i] for i in train], [labels[i] for i in train])
         probs[test] = head.predict_proba([samples[i] for i in test])
     return probs
 
@@ -141,8 +141,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.bundle import DEFAULT_BUNDLE, Sample, save_bundle
-    from trainer.text_e5 import DEFAULT_MODEL, NGRAMS, PREFIX, E5Head, EncoderSpec
+    from core.bundle import DEFAULT_BUNDLE, save_bundle
+    from core.models import Sample
+    from core.text_e5 import DEFAULT_MODEL, NGRAMS, PREFIX, EncoderSpec
+    from trainer.fit_e5_head import E5HeadFitter
 
     encoder = EncoderSpec(args.encoder, args.encoder_model or DEFAULT_MODEL)
     out = args.out or DEFAULT_BUNDLE
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     cv_probs = cross_validated_probs(corpus, encoder, args.folds, args.seed)
     cv = scores(cv_probs, [s.label for s in corpus]) | {"folds": args.folds, "seed": args.seed}
 
-    head = E5Head(encoder, seed=args.seed).fit([Sample(text=s.text) for s in corpus], [s.label for s in corpus])
+    head = E5HeadFitter(encoder, seed=args.seed).fit([Sample(text=s.text) for s in corpus], [s.label for s in corpus])
     metrics: dict[str, Any] = {
         "corpus": {"path": display_path(args.corpus), "sha256": file_digest(args.corpus), "n": len(corpus), "per_label": counts},
         "cross_validation": cv,

@@ -24,7 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from trainer.labels import LABELS
+from core.labels import LABELS, label_indices
+from core.stacker import apply_temperature
 
 ECE_BINS = 15
 MIN_CALIBRATION = 100  # validation utterances needed before a fitted temperature is trusted
@@ -39,16 +40,14 @@ SEED_RESULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def label_indices(y: Sequence[str] | np.ndarray, labels: Sequence[str] = LABELS) -> np.ndarray:
-    """Labels (strings) as indices into `labels`; integer arrays pass through."""
-    y = np.asarray(y)
-    if y.dtype.kind in "iu":
-        return y.astype(int)
-    index = {label: i for i, label in enumerate(labels)}
-    unknown = sorted(set(y.tolist()) - set(index))
-    if unknown:
-        raise ValueError(f"labels {unknown} are not in {list(labels)}")
-    return np.array([index[label] for label in y.tolist()], dtype=int)
+def macro_f1(y: Sequence[str] | np.ndarray, scores: np.ndarray) -> float:
+    """Macro-F1 of the arg-max of `scores` (probabilities or logits, (n, labels)) against `y`: the
+    metric every model is selected and early-stopped on (it does not reward ignoring small classes)."""
+    from sklearn.metrics import f1_score
+
+    scores = np.asarray(scores)
+    return float(f1_score(label_indices(y), scores.argmax(axis=1), labels=list(range(scores.shape[1])),
+                          average="macro", zero_division=0))
 
 
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -63,16 +62,6 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE
         if members.any():
             total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
     return float(total)
-
-
-def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax(log p / T): T > 1 softens, T < 1 sharpens, the argmax never changes."""
-    if temperature == 1.0:
-        return proba
-    logits = np.log(np.clip(proba, EPS, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    out = np.exp(logits)
-    return out / out.sum(axis=1, keepdims=True)
 
 
 def fit_temperature(y: np.ndarray, proba: np.ndarray) -> float:

@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from trainer.aihub import COLUMNS, RELEASES
-from trainer.errors import UserError
-from trainer.labels import EMOTIONS, LABELS, decide
+from core.errors import UserError
+from core.labels import LABELS
+from trainer.label_rules import EMOTIONS, decide
 
 RATE = 48_000  # as delivered
 TABLE_SIZE = 4096

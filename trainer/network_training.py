@@ -22,63 +22,21 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass
-from typing import Callable, ClassVar, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from trainer.audio_windows import random_crop
+from core.audio_windows import random_crop
+from core.device import resolve_precision
 from trainer.augment import AugmentSettings, augment
-from trainer.settings_json import JsonSettings
+from trainer.config import NetworkTraining
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass(frozen=True)
-class TrainSettings(JsonSettings):
-    what: ClassVar[str] = "training"
-
-    """How a network is trained; saved with the model so a run can be repeated."""
-
-    batch_size: int = 32  # per device
-    lr: float = 1e-3  # peak of the one-cycle schedule
-    weight_decay: float = 1e-2
-    max_epochs: int = 40
-    patience: int = 6  # epochs without a better validation macro-F1 before stopping
-    val_fraction: float = 0.1  # held out of fit()'s samples when no eval_set is given; 0 = no early stopping
-    balance_classes: bool = True  # weight the loss by inverse class frequency (AI Hub is imbalanced)
-    augment: bool = True  # the seed's noise / stretch / pitch augmentations (trainer/augment.py)
-    num_workers: int = 0  # DataLoader workers; augmentation is CPU-bound, use several on a GPU machine
-    seed: int = 13
-    device: str = "auto"  # "auto", "cpu", "cuda"
-    precision: str = "auto"  # "auto" (bf16 where the GPU has it, else fp16 on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r} must be one of {PRECISIONS}")
-        if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
-            raise ValueError("batch_size, max_epochs and patience must be at least 1")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-
-
-
-def resolve_precision(precision: str, device_type: str) -> str:
-    """The mixed-precision mode for accelerate / transformers: "no", "bf16" or "fp16"."""
-    if device_type != "cuda" or precision == "fp32":
-        return "no"
-    if precision == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return precision
-
-
-def autocast_dtype(mode: str) -> torch.dtype | None:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+_ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # accelerate's names
 
 
 def split_validation(y: Sequence[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,38 +91,37 @@ def collate(batch: list[tuple[np.ndarray, int, int]]) -> tuple[torch.Tensor, tor
     return torch.from_numpy(np.stack(waves)), torch.tensor(lengths), torch.tensor(y)
 
 
-def macro_f1(y_true: Sequence[int], probs: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y_true, probs.argmax(axis=1), average="macro", labels=list(range(probs.shape[1])), zero_division=0))
-
-
 def train_network(
     net: nn.Module,
     train: CropDataset,
     n_classes: int,
-    settings: TrainSettings,
+    settings: NetworkTraining,
     validate: Callable[[nn.Module], float] | None,
+    *,
+    seed: int = 13,
+    device: str = "auto",
+    precision: str = "auto",
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train `net(waves, lengths) -> logits` and return it (best epoch's weights, on its device).
 
     `validate(net)` scores the unwrapped network in eval mode (macro-F1); None trains all
-    max_epochs and keeps the last weights. Returns the per-epoch history too.
+    max_epochs and keeps the last weights. Returns the per-epoch history too. `device` is "auto",
+    "cpu" or "cuda"; `precision` is resolved by core/device.py.
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import broadcast_object_list, set_seed
 
-    want_cpu = settings.device == "cpu"
-    if settings.device == "cuda" and not torch.cuda.is_available():
+    want_cpu = device == "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("training device 'cuda' was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'")
     device_type = "cpu" if want_cpu or not torch.cuda.is_available() else "cuda"
     # accelerate keeps one process-wide state and refuses a second Accelerator with another precision
     # or device; `trainer train` fits several models in one process (transformers' Trainer resets
     # the state the same way for each TrainingArguments).
     AcceleratorState._reset_state(reset_partial_state=True)
-    accelerator = Accelerator(cpu=want_cpu, mixed_precision=resolve_precision(settings.precision, device_type))
-    set_seed(settings.seed)
+    accelerator = Accelerator(cpu=want_cpu, mixed_precision=_ACCELERATE_PRECISION[resolve_precision(precision, device_type)])
+    set_seed(seed)
     if accelerator.num_processes > 1:
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
 

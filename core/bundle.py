@@ -25,57 +25,19 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from trainer.checksums import sha256_of
-from trainer.errors import UserError
-from trainer.labels import LABELS
+from core.checksums import sha256_of
+from core.errors import UserError
+from core.labels import LABELS
+from core.models import MODEL_KINDS, Combiner, EmotionModel, Sample, model_class
 
 FORMAT = "korean-emotion-bundle"
 FORMAT_VERSION = 1
 ROLES: tuple[str, ...] = ("text", "audio", "multimodal")  # base models; "stacker" combines them
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "data" / "default_bundle"
-
-# kind -> "module:Class". Model modules register their kind here (one line each).
-MODEL_KINDS: dict[str, str] = {
-    "e5_head": "trainer.text_e5:E5Head",
-    "stacker": "trainer.stacking:Stacker",
-    "resnet_mel": "trainer.audio_resnet:ResNetMel",
-    "resnet_mfcc": "trainer.audio_resnet:ResNetMfcc",
-    "wav2vec2": "trainer.audio_wav2vec:Wav2Vec2Classifier",
-    "whisper_head": "trainer.audio_whisper:WhisperHead",
-    "text_hf": "trainer.text_hf:HFTextClassifier",
-    "seed_multimodal": "trainer.multimodal:SeedMultimodal",
-    "fusion": "trainer.multimodal:GatedFusionModel",
-}
-
-
-@dataclass
-class Sample:
-    """One utterance as every model sees it: either part may be missing."""
-
-    text: str | None = None
-    audio: np.ndarray | None = None  # 16 kHz mono float32
-    id: str = ""
-
-
-class EmotionModel(Protocol):
-    kind: ClassVar[str]
-    labels: tuple[str, ...]
-
-    def fit(self, samples: Sequence[Sample], y: Sequence[str]) -> "EmotionModel": ...
-
-    def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray: ...
-
-    def save(self, folder: Path) -> dict[str, Any]:
-        """Write the model's files into `folder`; return settings worth recording in bundle.json."""
-        ...
-
-    @classmethod
-    def load(cls, folder: Path, device: str = "cpu") -> "EmotionModel": ...
-
 
 class BundleError(UserError):
     """A bundle that cannot be used; the message names the file and why."""
@@ -121,7 +83,7 @@ class Bundle:
     path: Path
     meta: dict[str, Any]
     models: dict[str, EmotionModel]
-    stacker: EmotionModel | None = None
+    stacker: Combiner | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -156,7 +118,7 @@ class Bundle:
 
         stacked = None
         if self.stacker is not None:
-            stacked = self.stacker.predict_proba_from(per_role)  # type: ignore[attr-defined]
+            stacked = self.stacker.predict_proba_from(per_role)
 
         predictions = []
         for i in range(len(samples)):
@@ -168,7 +130,6 @@ class Bundle:
                 final = np.mean([per_role[role][i] for role in used], axis=0)
             else:
                 final, used = np.full(len(self.labels), 1.0 / len(self.labels)), []
-            final = final / final.sum()
             top = _result(self.labels, final)
             predictions.append(
                 Prediction(label=top.label, probs=top.probs, used=used, **{r: results.get(r) for r in ROLES})
@@ -189,7 +150,7 @@ def library_versions() -> dict[str, str]:
 def save_bundle(
     folder: str | Path,
     models: dict[str, EmotionModel],
-    stacker: EmotionModel | None = None,
+    stacker: Combiner | None = None,
     *,
     features: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
@@ -285,11 +246,6 @@ def verify_bundle(folder: str | Path) -> dict[str, Any]:
     if not meta.get("models"):
         raise BundleError(f"{meta_path} lists no models")
     return meta
-
-
-def model_class(kind: str) -> type:
-    module_name, _, class_name = MODEL_KINDS[kind].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
 
 
 def load_bundle(name: str | Path = "default", device: str = "cpu") -> Bundle:

@@ -15,10 +15,10 @@ computes for ASR, and the streamer can pool that output instead of encoding agai
 (`pool_encoder_output` + `predict_proba_embeddings`). Clips are cut at 30 s, Whisper's limit;
 clips that share a window size are encoded in one batch.
 
-Classifier: standardisation + multinomial logistic regression (scikit-learn), class-balanced.
-Saved as safetensors arrays (scaler, weights) and a JSON config naming the Whisper model used;
+Classifier: standardisation + multinomial logistic regression (scikit-learn, fitted by
+trainer/fit_whisper_head.py), class-balanced. Saved as safetensors arrays (scaler, weights) and a JSON config naming the Whisper model used;
 prediction is plain numpy, so loading needs neither scikit-learn nor pickle. Whisper itself is
-loaded lazily through `trainer.asr.load_whisper` on first use, or handed in (`head.whisper =
+loaded lazily through `core.asr.load_whisper` on first use, or handed in (`head.whisper =
 model`) by a caller that already holds one.
 """
 from __future__ import annotations
@@ -31,34 +31,35 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 from scipy.special import softmax
 
-from trainer.audio_resnet import label_indices, sample_audio
-from trainer.bundle import Sample
-from trainer.labels import LABELS
-from trainer.settings_json import JsonSettings, read_model_config
+from core.audio import SAMPLE_RATE
+from core.config import setting
+from core.labels import LABELS
+from core.models import Sample, sample_audio
+from core.settings_json import JsonSettings, read_model_config
 
 if TYPE_CHECKING:
-    from trainer.asr import Whisper
+    from core.asr import Whisper
 
-SAMPLE_RATE = 16_000
 WEIGHTS = "head.safetensors"
 CONFIG = "config.json"
 
 
 @dataclass(frozen=True)
 class WhisperHeadSettings(JsonSettings):
+    """[train.whisper_head]: which Whisper embeds, and how the head on it is fitted; saved with it."""
+
     what: ClassVar[str] = "whisper_head"
 
-    asr_model: str = "embedded"  # the faster-whisper model whose encoder embeds (asr.model)
-    compute_type: str = "auto"  # CTranslate2 compute type (asr.compute_type)
-    short_window: bool = True  # encode in the streamer's short window (asr.short_window); False = 30 s
-    c: float = 1.0  # inverse L2 strength of the logistic regression
+    asr_model: str = "embedded"  # the faster-whisper model whose encoder embeds (as asr.model)
+    compute_type: str = "auto"  # CTranslate2 compute type (as asr.compute_type)
+    short_window: bool = True  # encode in the daemon's short window (as asr.short_window); False = 30 s
+    c: float = setting(1.0, above=0.0)  # inverse L2 strength of the logistic regression
     balance_classes: bool = True
-    max_iter: int = 2000
+    max_iter: int = setting(2000, min=10)
 
     def __post_init__(self) -> None:
         if self.c <= 0:
             raise ValueError(f"whisper_head c must be positive, got {self.c}")
-
 
 
 def pool_encoder_output(encoder_output: Any, feature_frames: Sequence[int]) -> np.ndarray:
@@ -85,7 +86,7 @@ def whisper_embeddings(whisper: Whisper, clips: Sequence[np.ndarray], short_wind
                        batch_size: int = 8) -> np.ndarray:
     """Mean-pooled encoder states of each 16 kHz clip, (n, d_model) float32, encoded exactly as
     trainer/asr.py encodes an utterance (same window, same zero padding of the audio)."""
-    from trainer.asr import encoder_input, window_seconds
+    from core.asr import encoder_input, window_seconds
 
     model = whisper.model
     hop = model.feature_extractor.hop_length
@@ -116,15 +117,15 @@ class WhisperHead:
                  whisper: Whisper | None = None, device: str = "auto"):
         self.settings = settings or WhisperHeadSettings()
         self.labels = tuple(labels)
-        self.whisper = whisper  # trainer.asr.Whisper; loaded on first use when None
+        self.whisper = whisper  # core.asr.Whisper; loaded on first use when None
         self.device = device
         self.arrays: dict[str, np.ndarray] | None = None  # mean, scale, coef (n_labels, d), intercept
 
     def whisper_model(self) -> Whisper:
         """The Whisper that embeds: the one handed in, else loaded now from the saved asr settings."""
         if self.whisper is None:
-            from trainer.asr import load_whisper
-            from trainer.config import AsrConfig
+            from core.asr import load_whisper
+            from core.config import AsrConfig
 
             device = "cuda" if self.device.startswith("cuda") else self.device
             self.whisper = load_whisper(AsrConfig(model=self.settings.asr_model, device=device,
@@ -134,33 +135,6 @@ class WhisperHead:
     def embed(self, samples: Sequence[Sample]) -> np.ndarray:
         return whisper_embeddings(self.whisper_model(), sample_audio(samples), self.settings.short_window)
 
-    def fit(self, samples: Sequence[Sample], y: Sequence[str]) -> "WhisperHead":
-        return self.fit_embeddings(self.embed(samples), y)
-
-    def fit_embeddings(self, embeddings: np.ndarray, y: Sequence[str]) -> "WhisperHead":
-        """Fit on embeddings computed once (cross-validation folds reuse them)."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import StandardScaler
-
-        targets = np.asarray(label_indices(list(y), self.labels))
-        if len(targets) != len(embeddings):
-            raise ValueError(f"{len(embeddings)} embeddings but {len(targets)} labels")
-        if len(set(targets.tolist())) < 2:
-            raise ValueError("whisper_head needs examples of at least two labels to learn anything")
-        scaler = StandardScaler().fit(embeddings)
-        s = self.settings
-        model = LogisticRegression(C=s.c, max_iter=s.max_iter, class_weight="balanced" if s.balance_classes else None)
-        model.fit(scaler.transform(embeddings), targets)
-        coef = np.zeros((len(self.labels), embeddings.shape[1]))
-        # Labels never seen in training can never win: their logit is pinned far below the rest.
-        intercept = np.full(len(self.labels), -1e4)
-        if len(model.classes_) == 2:  # sklearn keeps one row for two classes: logit difference
-            coef[model.classes_[1]], intercept[model.classes_] = model.coef_[0], (0.0, model.intercept_[0])
-        else:
-            coef[model.classes_], intercept[model.classes_] = model.coef_, model.intercept_
-        self.arrays = {"mean": scaler.mean_, "scale": scaler.scale_, "coef": coef, "intercept": intercept}
-        return self
-
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         if not samples:
             return np.zeros((0, len(self.labels)))
@@ -169,7 +143,7 @@ class WhisperHead:
     def predict_proba_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         """For callers that already have pooled encoder output (the streamer's ASR pass)."""
         if self.arrays is None:
-            raise RuntimeError("whisper_head is not trained: call fit() or load() first")
+            raise RuntimeError("whisper_head has no weights: fit it (trainer/fit_whisper_head.py) or load it")
         a = self.arrays
         if embeddings.shape[1] != a["mean"].shape[0]:
             raise ValueError(
@@ -183,7 +157,7 @@ class WhisperHead:
         from safetensors.numpy import save_file
 
         if self.arrays is None:
-            raise RuntimeError("whisper_head is not trained: nothing to save")
+            raise RuntimeError("whisper_head has no weights: nothing to save")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self.arrays.items()}, str(folder / WEIGHTS))

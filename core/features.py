@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.settings_json import JsonSettings
+from core.device import pick_device
+from core.settings_json import JsonSettings
 
 KINDS = ("logmel", "mfcc")
 MEL_SCALES = ("slaney", "htk")
@@ -43,9 +44,9 @@ AMIN = 1e-10  # power floor before the log, librosa's default
 
 @dataclass(frozen=True)
 class FeatureSettings(JsonSettings):
-    what: ClassVar[str] = "feature"
-
     """Everything that defines a model's input features; saved with the model in its bundle."""
+
+    what: ClassVar[str] = "feature"
 
     kind: str = "logmel"  # "logmel" or "mfcc"
     sample_rate: int = 16_000
@@ -86,16 +87,6 @@ class FeatureSettings(JsonSettings):
         """Frames a clip of n_samples gives with centred framing."""
         return 1 + n_samples // self.hop_length
 
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """"auto" = CUDA when torch sees a GPU, else CPU; "cuda" without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'")
-    return resolved
 
 
 def _hz_to_mel(hz: np.ndarray, scale: str) -> np.ndarray:

@@ -6,7 +6,8 @@ longest clip, with no normalisation and no class weighting. This version compute
 on the device inside the network, trains on fixed-length random crops, normalises each
 utterance (zero mean, unit variance over its real frames, so recording gain does not matter),
 weights the loss by class frequency, optionally augments, and stops early on validation
-macro-F1 (trainer/audio_training.py has the loop and how to run it on several GPUs).
+macro-F1 (trainer/fit_resnet.py fits it; trainer/network_training.py has the loop and how to run
+it on several GPUs).
 
 The network is a ResNet-18-like stack: a stride-2 3x3 stem (a 128-mel input at full resolution
 costs four times the compute for little gain), basic blocks in four stages (strides 1, 2, 2, 2),
@@ -22,20 +23,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from trainer.audio_windows import windows
-from trainer.bundle import Sample
-from trainer.features import FeatureSettings, MelFeatures, pick_device
-from trainer.labels import LABELS
-from trainer.settings_json import JsonSettings, read_model_config
-
-if TYPE_CHECKING:  # the training loop is imported only when fitting: the streamer never loads it
-    from trainer.audio_training import TrainSettings
+from core.audio_windows import windows
+from core.device import inference_autocast, pick_device
+from core.features import FeatureSettings, MelFeatures
+from core.labels import LABELS
+from core.models import Sample, sample_audio
+from core.settings_json import JsonSettings, read_model_config
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -43,9 +42,9 @@ CONFIG = "config.json"
 
 @dataclass(frozen=True)
 class ResNetSettings(JsonSettings):
-    what: ClassVar[str] = "ResNet"
-
     """The network's shape and input length."""
+
+    what: ClassVar[str] = "ResNet"
 
     width: int = 32  # channels of the first stage; stages have width x (1, 2, 4, 8)
     blocks: tuple[int, ...] = (2, 2, 2, 2)  # basic blocks per stage
@@ -120,19 +119,31 @@ class AudioResNet(nn.Module):
         return self.head(self.dropout(pooled))
 
 
-def label_indices(y: Sequence[str], labels: Sequence[str]) -> list[int]:
-    unknown = sorted(set(y) - set(labels))
-    if unknown:
-        raise ValueError(f"labels {unknown} are not in the model's labels {list(labels)}")
-    return [labels.index(label) for label in y]
+def crop_samples(network: ResNetSettings, features: FeatureSettings) -> int:
+    """The training crop and prediction window in samples."""
+    return int(round(network.crop_s * features.sample_rate))
 
 
-def sample_audio(samples: Sequence[Sample]) -> list[np.ndarray]:
-    """Each sample's 16 kHz audio; a sample without audio is an error that names it."""
-    missing = [s.id or f"#{i}" for i, s in enumerate(samples) if s.audio is None or len(s.audio) == 0]
-    if missing:
-        raise ValueError(f"audio models need audio; samples without it: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    return [np.asarray(s.audio, dtype=np.float32) for s in samples]
+def predict_windows(net: nn.Module, waves: Sequence[np.ndarray], crop: int, n_labels: int, precision: str,
+                    batch_size: int = 64) -> np.ndarray:
+    """Probabilities per clip, averaged over its half-overlapping windows (core/audio_windows.py)."""
+    device = next(net.parameters()).device
+    owner, chunks, lengths = [], [], []
+    for i, wave in enumerate(waves):
+        parts, sizes = windows(wave, crop)
+        owner += [i] * len(parts)
+        chunks += parts
+        lengths += sizes
+    probs = np.zeros((len(chunks), n_labels))
+    with torch.no_grad(), inference_autocast(precision, device):
+        for start in range(0, len(chunks), batch_size):
+            stop = start + batch_size
+            batch = torch.from_numpy(np.stack(chunks[start:stop])).to(device)
+            logits = net(batch, torch.tensor(lengths[start:stop], device=device))
+            probs[start:stop] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    out = np.zeros((len(waves), n_labels))
+    np.add.at(out, np.array(owner), probs)
+    return out / np.bincount(owner, minlength=len(waves))[:, None]
 
 
 class ResNetMel:
@@ -141,89 +152,36 @@ class ResNetMel:
     kind: ClassVar[str] = "resnet_mel"
     feature_kind: ClassVar[str] = "logmel"
 
-    def __init__(self, network: ResNetSettings | None = None, training: TrainSettings | None = None,
-                 features: FeatureSettings | None = None, labels: Sequence[str] = LABELS,
+    def __init__(self, net: AudioResNet, network: ResNetSettings, features: FeatureSettings,
+                 labels: Sequence[str] = LABELS, precision: str = "auto", record: dict[str, Any] | None = None,
                  predict_batch_size: int = 64):
-        from trainer.audio_training import TrainSettings
-
-        self.network = network or ResNetSettings()
-        self.training = training or TrainSettings()
-        self.features = replace(features or FeatureSettings(), kind=self.feature_kind)
-        self.labels = tuple(labels)
+        self.net = net.eval()
+        self.network, self.features, self.labels = network, features, tuple(labels)
+        self.precision = precision  # autocast at prediction: the precision it was trained in
+        self.record = record or {"training": {}, "history": []}  # how it was trained, kept in config.json
         self.predict_batch_size = predict_batch_size
-        self.net: AudioResNet | None = None
-        self.history: list[dict[str, float]] = []
+
+    @classmethod
+    def build_network(cls, network: ResNetSettings, features: FeatureSettings | None = None,
+                      labels: Sequence[str] = LABELS) -> tuple[AudioResNet, FeatureSettings]:
+        """A fresh, untrained network of this kind, and the features it reads."""
+        features = replace(features or FeatureSettings(), kind=cls.feature_kind)
+        return AudioResNet(features, network, len(labels)), features
 
     @property
     def crop_samples(self) -> int:
-        return int(round(self.network.crop_s * self.features.sample_rate))
-
-    def _build(self) -> AudioResNet:
-        return AudioResNet(self.features, self.network, len(self.labels))
-
-    def fit(self, samples: Sequence[Sample], y: Sequence[str],
-            eval_set: tuple[Sequence[Sample], Sequence[str]] | None = None) -> "ResNetMel":
-        """Train from scratch. Early stopping uses `eval_set`, else a stratified
-        `training.val_fraction` of the given samples (then not trained on)."""
-        from trainer.audio_training import CropDataset, macro_f1, split_validation, train_network
-        from trainer.augment import AugmentSettings
-
-        waves, targets = sample_audio(samples), label_indices(list(y), self.labels)
-        if len(waves) != len(targets):
-            raise ValueError(f"{len(waves)} samples but {len(targets)} labels")
-        if eval_set is not None:
-            val_waves, val_y = sample_audio(eval_set[0]), label_indices(list(eval_set[1]), self.labels)
-        else:
-            train_idx, val_idx = split_validation(targets, self.training.val_fraction, self.training.seed)
-            val_waves, val_y = [waves[i] for i in val_idx], [targets[i] for i in val_idx]
-            waves, targets = [waves[i] for i in train_idx], [targets[i] for i in train_idx]
-
-        def validate(net: nn.Module) -> float:
-            return macro_f1(val_y, self._predict(net, val_waves))
-
-        torch.manual_seed(self.training.seed)
-        dataset = CropDataset(waves, targets, self.crop_samples,
-                              AugmentSettings() if self.training.augment else None, self.features.sample_rate)
-        self.net, self.history = train_network(self._build(), dataset, len(self.labels), self.training,
-                                               validate if val_waves else None)
-        return self
-
-    def _predict(self, net: nn.Module, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities per clip, averaged over its windows."""
-        from trainer.audio_training import autocast_dtype, resolve_precision
-
-        device = next(net.parameters()).device
-        dtype = autocast_dtype(resolve_precision(self.training.precision, device.type))
-        owner, chunks, lengths = [], [], []
-        for i, wave in enumerate(waves):
-            parts, sizes = windows(wave, self.crop_samples)
-            owner += [i] * len(parts)
-            chunks += parts
-            lengths += sizes
-        probs = np.zeros((len(chunks), len(self.labels)))
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            for start in range(0, len(chunks), self.predict_batch_size):
-                stop = start + self.predict_batch_size
-                batch = torch.from_numpy(np.stack(chunks[start:stop])).to(device)
-                logits = net(batch, torch.tensor(lengths[start:stop], device=device))
-                probs[start:stop] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        out = np.zeros((len(waves), len(self.labels)))
-        np.add.at(out, np.array(owner), probs)
-        return out / np.bincount(owner, minlength=len(waves))[:, None]
+        return crop_samples(self.network, self.features)
 
     def predict_proba(self, samples: Sequence[Sample]) -> np.ndarray:
-        if self.net is None:
-            raise RuntimeError(f"{self.kind} model is not trained: call fit() or load() first")
         if not samples:
             return np.zeros((0, len(self.labels)))
         self.net.eval()
-        return self._predict(self.net, sample_audio(samples))
+        return predict_windows(self.net, sample_audio(samples), self.crop_samples, len(self.labels),
+                               self.precision, self.predict_batch_size)
 
     def save(self, folder: Path) -> dict[str, Any]:
         from safetensors.torch import save_file
 
-        if self.net is None:
-            raise RuntimeError(f"{self.kind} model is not trained: nothing to save")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
@@ -233,8 +191,8 @@ class ResNetMel:
             "labels": list(self.labels),
             "features": self.features.to_json(),
             "network": self.network.to_json(),
-            "training": self.training.to_json(),
-            "history": self.history,
+            "training": {**self.record.get("training", {}), "precision": self.precision},
+            "history": self.record.get("history", []),
         }
         (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         return {"features": config["features"], "network": config["network"], "training": config["training"]}
@@ -243,17 +201,14 @@ class ResNetMel:
     def load(cls, folder: Path, device: str = "cpu") -> "ResNetMel":
         from safetensors.torch import load_file
 
-        from trainer.audio_training import TrainSettings
-
         folder = Path(folder)
         config = read_model_config(folder / CONFIG, cls.kind)
-        model = cls(ResNetSettings.from_json(config["network"]), TrainSettings.from_json(config["training"]),
-                    FeatureSettings.from_json(config["features"]), config["labels"])
-        model.history = config.get("history", [])
-        net = model._build()
+        network, features = ResNetSettings.from_json(config["network"]), FeatureSettings.from_json(config["features"])
+        net = AudioResNet(features, network, len(config["labels"]))
         net.load_state_dict(load_file(str(folder / WEIGHTS)))
-        model.net = net.to(pick_device(device)).eval()
-        return model
+        training = config.get("training", {})
+        return cls(net.to(pick_device(device)), network, features, config["labels"], training.get("precision", "auto"),
+                   {"training": training, "history": config.get("history", [])})
 
 
 class ResNetMfcc(ResNetMel):
