@@ -1,6 +1,6 @@
 """What the dashboard (web/) costs the browser late in a long counseling session, against a short one.
 
-    .venv/bin/python bench/dashboard_bench.py [--minutes 90] [--baseline 5] [--per-minute 8] [--ticks 30]
+    .venv/bin/python -m bench.dashboard_bench [--minutes 90] [--baseline 5] [--per-minute 8] [--ticks 30]
 
 Staff keep the page open for 45-90 minutes, so what matters is whether the work per incoming
 message, and the page's memory, grow with the session. For each session length (the baseline
@@ -42,12 +42,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import sync_playwright
 
-from streamer import feed  # noqa: E402
-from tests.browser import Daemon, free_port, launch  # noqa: E402
+from streamer import feed
+from testsupport.browser import Daemon, free_port, launch
 
 LABELS = ["angry", "happiness", "neutral", "sadness"]
 PHRASES = [

@@ -17,10 +17,10 @@ Latency = the silence the segmenter waited for after the speech ended (vad.min_s
 to a chunk; the same for all paths) + ASR + emotion. Also printed: WER per path, CPU time per second
 of audio of everything but ASR, and the cost of a partial's interim text.
 
-    .venv/bin/python bench/latency_bench.py            # 8 utterances per length bucket
-    .venv/bin/python bench/latency_bench.py --per-bucket 3 --bundle none
-    .venv/bin/python bench/latency_bench.py --window-sweep [--seed 1]   # how the window was chosen
-    .venv/bin/python bench/latency_bench.py --short-beam 5 --no-30s --per-bucket 24   # asr.short_beam_size
+    .venv/bin/python -m bench.latency_bench            # 8 utterances per length bucket
+    .venv/bin/python -m bench.latency_bench --per-bucket 3 --bundle none
+    .venv/bin/python -m bench.latency_bench --window-sweep [--seed 1]   # how the window was chosen
+    .venv/bin/python -m bench.latency_bench --short-beam 5 --no-30s --per-bucket 24   # asr.short_beam_size
 
 Timings depend on what else the machine runs: compare paths within one run, not across runs.
 """
@@ -33,11 +33,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import streamer  # noqa: E402,F401  (sets OMP_WAIT_POLICY before any model library loads)
+import core  # noqa: F401  (sets OMP_WAIT_POLICY before any model library loads)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 CORPUS: dict[str, list[str]] = {
     "1-2 s": [
@@ -97,7 +96,7 @@ BLOCK = 512  # 32 ms, as audio.block_ms
 
 def stream_for(text: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """0.6 s of room noise, the sentence, 1.5 s of room noise; and the true end of speech (s)."""
-    from tests.speech import synthesize, trim
+    from testsupport.speech import synthesize, trim
 
     speech = trim(synthesize(text))
     lead, tail = np.zeros(int(0.6 * SR), np.float32), np.zeros(int(1.5 * SR), np.float32)
@@ -129,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         return window_sweep(args.threads, args.seed)
 
     from streamer.segmenter import Segmenter, Utterance
-    from tests.speech import word_error_rate
+    from testsupport.speech import word_error_rate
     from core.asr import load_whisper, transcribe
     from core.bundle import Sample, load_bundle
-    from core.config import AsrConfig, VadConfig
+    from core.config import AsrConfig
+    from streamer.config import VadConfig
 
     base = AsrConfig(language="en", cpu_threads=args.threads, beam_size=args.beam, short_beam_size=0)
     configs = {"asr 30 s": dataclasses.replace(base, short_window=False), "asr short": base}
@@ -259,7 +259,7 @@ def window_sweep(threads: int, seed: int) -> int:
     """Why core.asr picks its windows: WER of one decode per window size, with the window
     filled by 0.0 in the log-mel (faster-whisper's way and core.asr.encoder_input) or by zero
     audio before the log-mel (OpenAI Whisper's way), against faster-whisper's transcribe()."""
-    from tests.speech import word_error_rate
+    from testsupport.speech import word_error_rate
     from core import asr
     from core.config import AsrConfig
 
@@ -314,7 +314,7 @@ def _feature_cpu(audio: np.ndarray) -> float:
 
 def _partial_cost(whisper, cfg) -> None:
     """ms of a partial's interim text: a short-window transcription of the last N seconds."""
-    from tests.speech import synthesize
+    from testsupport.speech import synthesize
     from core.asr import transcribe
 
     speech = synthesize(CORPUS["8-15 s"][0])

@@ -5,7 +5,7 @@ wavs of ``--seconds`` each (48 kHz PCM16 in ZIPs, cp949 CSVs) in a temporary fol
 prepare on it twice into the same output folder, and prints rows, seconds and rows/second for
 each run and the speed-up the decode cache gives.
 
-    .venv/bin/python bench/prepare_bench.py [--clips 2000] [--seconds 3] [--workers N]
+    .venv/bin/python -m bench.prepare_bench [--clips 2000] [--seconds 3] [--workers N]
 """
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainer import fixture, prepare  # noqa: E402
+from trainer import fixture, prepare
 
 # make-fixture writes, besides rows_per_label per label, 3 other-emotion rows and 1 wav
 # without a row that have audio (and 3 rows without audio)

@@ -1,6 +1,6 @@
 """How fast a recorded session is re-analysed and replayed, and what the daemon costs beyond ASR.
 
-    .venv/bin/python bench/replay_bench.py [--sentences 24] [--repeats 3] [--language en] [--audio FILE]
+    .venv/bin/python -m bench.replay_bench [--sentences 24] [--repeats 3] [--language en] [--audio FILE]
 
 Builds a recorded session (espeak-ng English sentences with 1 s pauses, or --audio FILE), then on
 that same audio, in this process unless said otherwise:
@@ -35,15 +35,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
+import numpy as np
+from websockets.asyncio.client import connect
 
-from streamer import feed, recorder, replay, session, sources  # noqa: E402
-from streamer.segmenter import Segmenter, Utterance  # noqa: E402
-from core.asr import transcribe  # noqa: E402
-from streamer.config import Config, override  # noqa: E402
+from streamer import feed, recorder, replay, run as run_command, sources
+from streamer.server import FeedServer
+from streamer.session import Session
+from streamer.segmenter import Segmenter, Utterance
+from core.asr import transcribe
+from streamer.config import Config, override
 
 HOUR_S = 3600.0
 
@@ -65,8 +66,7 @@ def make_recording(root: Path, args: argparse.Namespace) -> Path:
     if args.audio:
         audio = np.concatenate(list(sources.decode_file(Path(args.audio))))
     else:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from speech import SENTENCES, speech_with_silences
+        from testsupport.speech import SENTENCES, speech_with_silences
 
         sentences = [SENTENCES[i % len(SENTENCES)] for i in range(args.sentences)]
         wav, _ = speech_with_silences(sentences, 1.0, root / "speech.wav", noise_db=-60)
@@ -95,9 +95,9 @@ async def client(port: int, counted: list[int]) -> None:
 
 async def daemon_run(config: Config, analyzer: Any, out: Path) -> dict[str, Any]:
     log = feed.SessionLog(feed.new_session_id())
-    server = session.FeedServer(config.server, log, lambda: {})
+    server = FeedServer(config.server, log, lambda: {})
     rec = recorder.Recorder(out, log, {"source": config.audio.source})
-    run = session.Session(config, session.make_source(config), Segmenter(config.vad), analyzer, log,
+    run = Session(config, run_command.make_source(config), Segmenter(config.vad), analyzer, log,
                           server=server, recorder=rec)
     await server.start()
     counted = [0]
@@ -136,7 +136,7 @@ def hour_of_feed(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def replay_run(config: Config, messages: list[dict[str, Any]]) -> dict[str, Any]:
     log = feed.SessionLog(messages[0]["session"])
-    server = session.FeedServer(config.server, log, lambda: {})
+    server = FeedServer(config.server, log, lambda: {})
     await server.start()
     counted = [0]
     reader = asyncio.create_task(client(server.port, counted))
@@ -166,7 +166,7 @@ def main() -> int:
         folder = make_recording(Path(tmp), args)
         config = override(Config(), {"audio.source": f"session:{folder}", "audio.realtime": False,
                                      "asr.language": args.language, "server.port": 0})
-        _, analyzer = session.load_pipeline(config)
+        _, analyzer = run_command.load_pipeline(config)
         audio = recorder.read_audio(folder / "audio.wav")
         audio_s = len(audio) / 16000
         utterances = segment(config, audio)

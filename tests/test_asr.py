@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.speech import SENTENCES, require_espeak, synthesize, trim, word_error_rate
+from testsupport.speech import SENTENCES, require_espeak, synthesize, trim, word_error_rate
 from core import whisper_embedded as embedded
 from core.asr import FULL_WINDOW_S, MIN_WINDOW_S, beam_for, judge, load_whisper, transcribe, window_seconds
 from core.config import AsrConfig

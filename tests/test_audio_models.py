@@ -14,7 +14,7 @@ from core.bundle import load_bundle, save_bundle
 from core.errors import UserError
 from core.labels import LABELS
 from core.models import Sample
-from tests.synthetic_audio import synthetic_clip, synthetic_set
+from testsupport.synthetic_audio import synthetic_clip, synthetic_set
 from trainer.augment import add_noise, pitch_shift, time_stretch
 from trainer.config import ResNetTrainConfig, Wav2Vec2TrainConfig
 from trainer.fit_resnet import ResNetFitter

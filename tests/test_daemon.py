@@ -159,7 +159,7 @@ def test_replay_of_something_that_is_not_a_recording_is_one_clear_line(tmp_path)
 
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory):
-    from tests.speech import SENTENCES, require_espeak, speech_with_silences
+    from testsupport.speech import SENTENCES, require_espeak, speech_with_silences
 
     require_espeak()
     folder = tmp_path_factory.mktemp("speech")
@@ -169,7 +169,7 @@ def spoken(tmp_path_factory):
 
 
 def words_heard(sentence: str, text: str) -> float:
-    from tests.speech import word_error_rate
+    from testsupport.speech import word_error_rate
 
     return 1.0 - word_error_rate(sentence, text)
 
@@ -295,7 +295,7 @@ def test_8_khz_stereo_float_with_nan_samples_is_reported_and_still_transcribed(t
     import soundfile as sf
     import soxr
 
-    from tests.speech import SENTENCES, require_espeak, speech_with_silences
+    from testsupport.speech import SENTENCES, require_espeak, speech_with_silences
 
     require_espeak()
     path, truth = speech_with_silences([SENTENCES[1]], 1.0, tmp_path / "mono.wav")
@@ -310,7 +310,7 @@ def test_8_khz_stereo_float_with_nan_samples_is_reported_and_still_transcribed(t
     errors = [m for m in messages if m["type"] == "error"]
     assert [e["code"] for e in errors] == ["bad_audio"] and "NaN" in errors[0]["message"]
     (utterance,) = [m for m in messages if m["type"] == "utterance"]
-    from tests.speech import normalise_words
+    from testsupport.speech import normalise_words
 
     said, heard = set(normalise_words(SENTENCES[1])), set(normalise_words(utterance["text"]))
     assert len(said & heard) >= len(said) / 2, utterance["text"]  # telephone bandwidth costs Whisper some words
@@ -337,7 +337,7 @@ def test_an_hour_of_silence_passes_quietly(tmp_path):
 
 @pytest.mark.slow
 def test_without_a_microphone_the_daemon_serves_and_takes_the_browser_microphone(tmp_path):
-    from tests.speech import SENTENCES, require_espeak, speech_with_silences
+    from testsupport.speech import SENTENCES, require_espeak, speech_with_silences
 
     require_espeak()
     if run_cli("devices").returncode == 0:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.browser import Daemon, free_port, launch, require_chromium, shot
-from tests.speech import SENTENCES, normalise_words, require_espeak, speech_with_silences
+from testsupport.browser import Daemon, free_port, launch, require_chromium, shot
+from testsupport.speech import SENTENCES, normalise_words, require_espeak, speech_with_silences
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.speech import SENTENCES, require_espeak, speak, synthesize, word_error_rate
+from testsupport.speech import SENTENCES, require_espeak, speak, synthesize, word_error_rate
 from trainer.__main__ import main
 from core.labels import LABELS
 

@@ -7,7 +7,7 @@ import soundfile as sf
 
 from streamer.segmenter import BadAudio, Segmenter, SpeechUpdate, Utterance
 from streamer.vad import CHUNK, SileroVad
-from tests.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, trim
+from testsupport.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, trim
 from streamer.config import VadConfig
 
 SR = 16_000
