@@ -14,6 +14,8 @@ T = TypeVar("T", bound="JsonSettings")
 
 
 class JsonSettings:
+    """A frozen settings dataclass that is saved with a model and read back strictly."""
+
     what: ClassVar[str] = "settings"  # the name used in error messages, e.g. "feature"
 
     def to_json(self) -> dict[str, Any]:

@@ -39,7 +39,17 @@ from streamer import feed, recorder
 from streamer.config import ServerConfig
 from core.errors import UserError
 
-WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+
+
+def dashboard_dir() -> Path:
+    """The dashboard's files: `streamer/web` inside an installed wheel (pyproject.toml maps the
+    repository's web/ there), else web/ beside the package in a checkout or editable install."""
+    packaged = Path(__file__).resolve().parent / "web"
+    if (packaged / "index.html").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "web"
+
+
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -96,14 +106,14 @@ class FeedServer:
         config: ServerConfig,
         log_: feed.SessionLog,
         hello: Callable[[], dict[str, Any]],
-        web_dir: Path = WEB_DIR,
+        web_dir: Path | None = None,
         record_dir: Path | None = None,
     ) -> None:
         check_exposure(config)
         self.config = config
         self.log = log_
         self.hello = hello
-        self.web_dir = web_dir.resolve()
+        self.web_dir = (web_dir or dashboard_dir()).resolve()
         self.record_dir = record_dir
         self.browser: Any = None  # the session's BrowserSource while it accepts /mic
         self._clients: dict[ServerConnection, tuple[feed.Subscriber, asyncio.Event]] = {}

@@ -1,30 +1,32 @@
-"""Fixtures several test files share."""
+"""Fixtures several test files share. Imports stay inside the fixtures, so collecting the fast tier
+(`pytest -m "not slow"`) loads no audio or model stack."""
 from pathlib import Path
 
 import pytest
-
-from trainer.__main__ import main
-from core.audio import decode as load_audio
-from core.bundle import Sample
-from trainer.manifest import read_manifest, read_splits
 
 
 @pytest.fixture(scope="session")
 def prepared_fixture(tmp_path_factory) -> Path:
     """`make-fixture` (40 rows per label) then `prepare`: the folder holding manifest.jsonl and splits.json."""
+    from trainer.__main__ import main
+
     root = tmp_path_factory.mktemp("fixture")
     assert main(["make-fixture", "--out", str(root / "aihub"), "--rows-per-label", "40"]) == 0
     assert main(["prepare", "--aihub", str(root / "aihub"), "--out", str(root / "prep"), "--workers", "1"]) == 0
     return root / "prep"
 
 
-def split_samples(prep: Path, audio: bool) -> dict[str, tuple[list[Sample], list[str]]]:
+def split_samples(prep: Path, audio: bool) -> dict:
     """train / val / test as (samples, labels), with each clip's audio loaded when `audio`."""
+    from core.audio import decode
+    from core.models import Sample
+    from trainer.manifest import read_manifest, read_splits
+
     records = {r.wav_id: r for r in read_manifest(prep)}
     splits = read_splits(prep)
 
     def part(ids):
-        samples = [Sample(text=records[i].text, audio=load_audio(records[i].audio) if audio else None, id=i) for i in ids]
+        samples = [Sample(text=records[i].text, audio=decode(records[i].audio) if audio else None, id=i) for i in ids]
         return samples, [records[i].label for i in ids]
 
     return {"train": part(splits.train), "val": part(splits.val), "test": part(splits.test)}

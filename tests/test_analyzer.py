@@ -183,9 +183,50 @@ def test_command_line_writes_one_line_per_utterance(text_bundle, two_sentences, 
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio at all" * 100)
+    broken = subprocess.run(
+        [sys.executable, "-m", "streamer", "analyze", str(junk), "--out", str(tmp_path / "junk.jsonl")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert broken.returncode == 1 and "junk.wav" in broken.stderr and "Traceback" not in broken.stderr
 
 
-@pytest.mark.skipif(not (DEFAULT_BUNDLE / "bundle.json").is_file(), reason="the default bundle (trainer/data/default_bundle) is not built yet")
+def test_analyze_gives_the_utterances_a_fast_live_run_of_the_same_file_gives(text_bundle, tmp_path):
+    """One decoder and one pipeline: a 44.1 kHz stereo file through `analyze` and through
+    `run --source file: --fast` yields the same utterances, word for word and to the millisecond."""
+    require_espeak()
+    _mono, _truth = speech_with_silences(SENTENCES[:3], 0.8, tmp_path / "mono.wav", noise_db=-55)
+    audio, rate = sf.read(_mono, dtype="float32")
+    import soxr
+
+    wide = soxr.resample(audio, rate, 44_100)
+    path = tmp_path / "talk.wav"
+    sf.write(path, np.stack([wide, 0.8 * wide], axis=1), 44_100, subtype="PCM_16")
+    common = ["--language", "en", "--bundle", str(text_bundle)]
+    out = tmp_path / "analyzed.jsonl"
+    done = subprocess.run([sys.executable, "-m", "streamer", "analyze", str(path), "--out", str(out), *common],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    analyzed = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    done = subprocess.run([sys.executable, "-m", "streamer", "run", "--source", f"file:{path}", "--fast", "--exit-at-end",
+                           "--port", "0", "--record", str(tmp_path / "rec"), *common],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "rec").iterdir()
+    live = [json.loads(line) for line in (folder / "feed.jsonl").read_text(encoding="utf-8").splitlines()]
+    live = [m for m in live if m["type"] == "utterance"]
+    assert len(analyzed) == 3
+
+    def key(body: dict) -> tuple:
+        return body["utterance_id"], body["start"], body["end"], body["text"], body["emotion"]["label"]
+
+    assert [key(b) for b in analyzed] == [key(m) for m in live]
+    for body, message in zip(analyzed, live):
+        assert body["emotion"]["probs"] == pytest.approx(message["emotion"]["probs"], abs=1e-9)
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "bundle.json").is_file(), reason="the default bundle (core/data/default_bundle) is not built yet")
 def test_the_default_bundle_analyzes_korean_text(whisper):
     analyzer = Analyzer(Config(), whisper=whisper)
     assert analyzer.models()["text"] is not None

@@ -28,6 +28,7 @@ def _join_in_subprocess(cache: Path) -> subprocess.Popen:
 # --- joining the embedded model ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_join_writes_the_published_model_and_reuses_it(tmp_path):
     folder = embedded.embedded_model_dir(tmp_path)
     assert folder == tmp_path / "whisper-base"
@@ -43,6 +44,7 @@ def test_join_writes_the_published_model_and_reuses_it(tmp_path):
     assert not list(folder.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_join_killed_midway_leaves_no_model_bin(tmp_path):
     """The child joins part 1 and then blocks on a pipe nobody writes, standing in for part 2;
     killed with SIGKILL at that moment, it leaves only its temporary file."""
@@ -79,6 +81,7 @@ def test_a_join_killed_midway_leaves_no_model_bin(tmp_path):
     assert not leftover.exists()
 
 
+@pytest.mark.slow
 def test_a_failed_join_removes_its_temporary_file(tmp_path):
     part1, _ = embedded.package_data_dirs()
     target = tmp_path / "model.bin"
@@ -87,6 +90,7 @@ def test_a_failed_join_removes_its_temporary_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_join_with_the_wrong_size_is_refused(tmp_path):
     part1, _ = embedded.package_data_dirs()
     with pytest.raises(UserError, match="reinstall"):
@@ -94,6 +98,7 @@ def test_a_join_with_the_wrong_size_is_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_corrupted_or_truncated_cache_is_rebuilt(tmp_path):
     model_bin = embedded.embedded_model_dir(tmp_path) / "model.bin"
     with open(model_bin, "r+b") as f:  # same size, one byte changed in the middle
@@ -111,6 +116,7 @@ def test_corrupted_or_truncated_cache_is_rebuilt(tmp_path):
     assert embedded.model_bin_is_valid(model_bin)
 
 
+@pytest.mark.slow
 def test_two_processes_joining_at_once_both_succeed(tmp_path):
     children = [_join_in_subprocess(tmp_path) for _ in range(2)]
     for child in children:

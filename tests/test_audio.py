@@ -78,3 +78,52 @@ def test_cache_index_round_trip_and_fingerprint_change(tmp_path):
     assert again.lookup("r/y", "fp1") is None
     cache.path("r/x").unlink()
     assert again.lookup("r/x", "fp1") is None
+
+
+# --- the one decoder (core/audio.py) --------------------------------------------------------------
+
+
+def test_streaming_and_whole_file_decoding_give_the_same_samples(tmp_path):
+    from core.audio import decode, stream
+
+    path = tmp_path / "long.wav"
+    sf.write(path, np.stack([tone(300, 44_100, 3.3), tone(700, 44_100, 3.3)], axis=1), 44_100, subtype="PCM_24")
+    chunks = list(stream(path))
+    assert all(len(c) >= SAMPLE_RATE for c in chunks[:-1]) and len(chunks) >= 3  # about a second at a time
+    np.testing.assert_array_equal(np.concatenate(chunks), decode(path))
+    np.testing.assert_array_equal(decode(path.read_bytes()), decode(path))  # a ZIP member decodes as its file
+
+
+def test_the_resampler_is_soxr_hq_on_the_averaged_channels(tmp_path):
+    import soxr
+
+    from core.audio import decode
+
+    path = tmp_path / "st.wav"
+    sf.write(path, np.stack([tone(440, 48_000, 2.0), tone(100, 48_000, 2.0, 0.2)], axis=1), 48_000, subtype="FLOAT")
+    raw, rate = sf.read(path, dtype="float32")
+    np.testing.assert_allclose(decode(path), soxr.resample(raw.mean(axis=1), rate, SAMPLE_RATE, quality="HQ"), atol=1e-6)
+    apart = decode(path, mono=False)
+    assert apart.shape == (2 * SAMPLE_RATE, 2)
+    np.testing.assert_allclose(apart.mean(axis=1), decode(path), atol=1e-6)
+
+
+def test_nan_samples_reach_the_caller_as_nan(tmp_path):
+    from core.audio import decode
+
+    path = tmp_path / "nan.wav"
+    wave = tone(440, SAMPLE_RATE, 1.0)
+    wave[100:110] = np.nan
+    sf.write(path, wave, SAMPLE_RATE, subtype="FLOAT")
+    assert np.isnan(decode(path)).sum() == 10  # kept for the caller to report, not turned into clicks
+
+
+def test_undecodable_input_names_the_file_and_what_would_work(tmp_path):
+    from core.audio import AudioError, decode
+
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF" + bytes(range(256)) * 20)
+    with pytest.raises(AudioError, match=f"{junk}.*FFmpeg can decode"):
+        decode(junk)
+    with pytest.raises(AudioError, match="does not exist"):
+        decode(tmp_path / "missing.flac")

@@ -72,6 +72,7 @@ def test_random_crop_keeps_real_audio_inside_the_window():
     assert length == 8_000 and np.all(np.diff(crop) == 1)  # one contiguous piece
 
 
+@pytest.mark.slow
 def test_augmentations_do_what_their_names_say():
     rng = np.random.default_rng(0)
     tone = (0.5 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)).astype(np.float32)
@@ -93,6 +94,7 @@ def test_validation_split_is_stratified_and_weights_balance_classes():
     assert torch.allclose(w * torch.tensor([40.0, 20, 10, 10]), torch.full((4,), 20.0))
 
 
+@pytest.mark.slow
 def test_audio_models_say_which_samples_lack_audio_and_which_labels_are_unknown():
     fitter = ResNetFitter("resnet_mel", ResNetTrainConfig(width=4, blocks=[1], crop_s=0.5, max_epochs=1), device="cpu")
     with pytest.raises(ValueError, match="samples without it: \\['no-audio'\\]"):
@@ -101,6 +103,7 @@ def test_audio_models_say_which_samples_lack_audio_and_which_labels_are_unknown(
         fitter.fit([Sample(audio=synthetic_clip("angry", np.random.default_rng(0)))], ["joy"])
 
 
+@pytest.mark.slow
 def test_a_fit_after_another_accelerate_user_with_other_settings_works(data):
     """`trainer train` fits many models in one process; accelerate's global state must not leak between them."""
     from accelerate import Accelerator

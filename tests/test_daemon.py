@@ -110,6 +110,7 @@ def record_synthetic(root: Path, count: int, *, step_s: float = 0.05, end: bool 
     return rec.folder
 
 
+@pytest.mark.slow
 def test_a_restarted_replay_resumes_the_dashboard_with_no_gap_or_repeat(tmp_path):
     folder = record_synthetic(tmp_path, 60)
     first = Daemon("replay", str(folder), "--speed", "1", "--port", "0")
@@ -132,6 +133,7 @@ def test_a_restarted_replay_resumes_the_dashboard_with_no_gap_or_repeat(tmp_path
     assert numbered(before) + numbered(after) == recorded  # the very messages, times included
 
 
+@pytest.mark.slow
 def test_replay_of_a_cut_off_recording_ends_it_explicitly(tmp_path):
     folder = record_synthetic(tmp_path, 9, end=False)
     with open(folder / "feed.jsonl", "a", encoding="utf-8") as f:
@@ -146,6 +148,7 @@ def test_replay_of_a_cut_off_recording_ends_it_explicitly(tmp_path):
     assert messages[-1]["utterances"] == 2 and messages[-1]["duration"] == 1.0
 
 
+@pytest.mark.slow
 def test_replay_of_something_that_is_not_a_recording_is_one_clear_line(tmp_path):
     result = run_cli("replay", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -243,12 +246,14 @@ def test_kill_9_mid_recording_leaves_a_session_that_replays(spoken, tmp_path):
 # -- bad input: a clear error, and the daemon keeps serving ---------------------------------------
 
 
+@pytest.mark.slow
 def test_off_loopback_without_a_token_refuses_to_start():
     result = run_cli("run", "--source", "browser", "--host", "0.0.0.0", "--port", "0")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "server.token" in result.stderr and "loading models" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_file_or_an_unknown_source_is_refused_before_anything_loads(tmp_path):
     result = run_cli("run", "--source", f"file:{tmp_path / 'nope.wav'}")
     assert result.returncode == 2 and "is not a file" in result.stderr and "loading models" not in result.stderr

@@ -17,6 +17,8 @@ from core.labels import LABELS
 from trainer.label_rules import decide, normalise_emotion
 from trainer.manifest import read_manifest, read_splits
 
+pytestmark = pytest.mark.slow  # synthesises and prepares a fixture dataset
+
 N = 10
 
 

@@ -15,6 +15,8 @@ from core.labels import LABELS  # noqa: E402
 from core.multimodal import FitSettings, GatedFusionModel, SeedMultimodal, mel_statistics, seed_mel_means  # noqa: E402
 from trainer.fit_multimodal import MultimodalFitter  # noqa: E402
 
+pytestmark = pytest.mark.slow  # fits both models and compares against librosa
+
 
 @pytest.fixture(scope="module")
 def data(prepared_fixture):

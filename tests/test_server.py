@@ -203,6 +203,7 @@ async def test_a_bad_since_is_explained_and_the_client_gets_live_messages(served
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_keepalive_drops_a_client_that_stops_answering(web_dir):
     server, _, _ = await start(web_dir, ping_interval_s=0.2, ping_timeout_s=0.2)
     try:

@@ -10,6 +10,8 @@ from core.labels import LABELS
 from core.stacker import Stacker, features
 from trainer.stacking import fit_stacker, validate
 
+pytestmark = pytest.mark.slow  # hundreds of small cross-validated fits
+
 
 def specialist(y, rng, good: set[int], strength=2.5, noise=1.0):
     """Probabilities that know the classes in `good` well and guess on the others."""

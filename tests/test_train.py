@@ -123,6 +123,7 @@ def test_interrupted_run_resumes_and_writes_reports_and_a_faithful_bundle(prepar
         load_bundle(out / "bundle")
 
 
+@pytest.mark.slow
 def test_bad_requests_are_one_clear_line(prepared, tmp_path, capsys):
     base = ["train", "--config", str(prepared / "config.toml"), "--manifest", str(prepared / "prep"), "--out", str(tmp_path / "o")]
     assert main([*base, "--models", "e5_head,nope"]) == 2
