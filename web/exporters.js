@@ -4,6 +4,7 @@
 // their own hh:mm:ss,mmm); a model that did not run is an empty cell / null, never a guess.
 
 import { LABELS, confidence, info } from "./labels.js";
+import { escapeHtml } from "./html.js";
 
 const BREAKDOWN = ["text_emotion", "audio_emotion", "multimodal_emotion"];
 
@@ -70,19 +71,21 @@ export function toSRT(session) {
   ].join("\n")).join("\n\n") + "\n";
 }
 
+/**
+ * WebVTT cue text escapes only `& < >`: readers outside the browser (ffmpeg's, for one) know no
+ * other character reference, so an `&quot;` from the HTML rule would show up literally.
+ */
+function vttText(s) {
+  return s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
 export function toVTT(session) {
-  const escape = (s) => s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
   const cues = session.list().map((u) => [
     `utterance-${u.utterance_id}`,
     `${timestamp(u.start, ".")} --> ${timestamp(u.end, ".")}`,
-    escape(cueText(u)).replaceAll("-->", "->"),
+    vttText(cueText(u)).replaceAll("-->", "->"),
   ].join("\n"));
   return ["WEBVTT", "", ...cues.flatMap((c) => [c, ""])].join("\n");
-}
-
-function xml(s) {
-  return String(s).replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
-    .replaceAll('"', "&quot;");
 }
 
 /**
@@ -103,16 +106,16 @@ export function toEmotionML(session, audioUri) {
     const value = Math.min(1, Math.max(0, confidence(u.emotion)));
     return [
       `  <emotion id="utterance-${u.utterance_id}"${times}>`,
-      u.text ? `    <info>${xml(u.text)}</info>` : null,
-      `    <category name="${xml(u.emotion.label)}" value="${value.toFixed(4)}"/>`,
-      `    <reference uri="${xml(`${audioUri}#t=${u.start.toFixed(3)},${u.end.toFixed(3)}`)}"/>`,
+      u.text ? `    <info>${escapeHtml(u.text)}</info>` : null,
+      `    <category name="${escapeHtml(u.emotion.label)}" value="${value.toFixed(4)}"/>`,
+      `    <reference uri="${escapeHtml(`${audioUri}#t=${u.start.toFixed(3)},${u.end.toFixed(3)}`)}"/>`,
       "  </emotion>",
     ].filter(Boolean).join("\n");
   });
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
     '<emotionml xmlns="http://www.w3.org/2009/10/emotionml" version="1.0" category-set="#labels">',
-    `  <info>session ${xml(session.id)}</info>`,
+    `  <info>session ${escapeHtml(session.id)}</info>`,
     ...vocabulary,
     ...emotions,
     "</emotionml>",

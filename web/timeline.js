@@ -6,6 +6,7 @@
 
 import { LABELS, clock, confidence, info, labelName, patternDefs, pct } from "./labels.js";
 import { breakdown, source } from "./describe.js";
+import { escapeHtml } from "./html.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const TOP = 8;
@@ -22,10 +23,6 @@ function el(name, attrs = {}, parent = null) {
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
   parent?.append(node);
   return node;
-}
-
-function escapeHtml(s) {
-  return String(s ?? "").replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
 }
 
 function tooltipHtml(u, models) {
