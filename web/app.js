@@ -13,6 +13,7 @@ import { RecordedPlayer, listRecorded } from "./replay.js";
 import { BrowserMic } from "./mic.js";
 import { FORMATS, download } from "./exporters.js";
 import { LABELS, clock, info } from "./labels.js";
+import { escapeHtml } from "./html.js";
 
 const SCHEMA = 1; // docs/feed.md
 const $ = (id) => document.getElementById(id);
@@ -141,17 +142,19 @@ function renderPicker() {
   if (key === pickerKey) return;
   pickerKey = key;
   const started = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+  // Ids and counts come from the feed and from folder names under --record DIR: escaped.
+  const option = (value, text) => `<option value="${escapeHtml(value)}">${escapeHtml(text)}</option>`;
   const options = [];
   options.push(`<optgroup label="실시간 Live">`);
   if (!live.length) options.push(`<option value="live:" disabled>waiting for the daemon…</option>`);
   for (const s of live) {
     const tag = s.id === feed.liveId && !s.end ? "● live" : "ended";
-    options.push(`<option value="live:${s.id}">${tag} · ${started(s.hello?.started)} · ${s.id}</option>`);
+    options.push(option(`live:${s.id}`, `${tag} · ${started(s.hello?.started)} · ${s.id}`));
   }
   options.push(`</optgroup><optgroup label="녹음 Recorded">`);
   if (!recorded.length) options.push(`<option disabled>none (the daemon records with --record DIR)</option>`);
   for (const r of recorded) {
-    options.push(`<option value="rec:${r.id}">${started(r.started)} · ${clock(r.duration)} · ${r.utterances} utt. · ${r.id}</option>`);
+    options.push(option(`rec:${r.id}`, `${started(r.started)} · ${clock(r.duration)} · ${r.utterances} utt. · ${r.id}`));
   }
   options.push("</optgroup>");
   const select = $("session-select");

@@ -97,7 +97,7 @@ export function toEmotionML(session, audioUri) {
   const started = Date.parse(session.hello?.started ?? "");
   const vocabulary = [
     '  <vocabulary type="category" id="labels">',
-    ...LABELS.map((l) => `    <item name="${l}"/>`),
+    ...LABELS.map((l) => `    <item name="${escapeHtml(l)}"/>`),
     "  </vocabulary>",
   ];
   const emotions = session.list().map((u) => {
@@ -105,7 +105,7 @@ export function toEmotionML(session, audioUri) {
       ? ` start="${Math.round(started + u.start * 1000)}" end="${Math.round(started + u.end * 1000)}"` : "";
     const value = Math.min(1, Math.max(0, confidence(u.emotion)));
     return [
-      `  <emotion id="utterance-${u.utterance_id}"${times}>`,
+      `  <emotion id="utterance-${escapeHtml(u.utterance_id)}"${times}>`,
       u.text ? `    <info>${escapeHtml(u.text)}</info>` : null,
       `    <category name="${escapeHtml(u.emotion.label)}" value="${value.toFixed(4)}"/>`,
       `    <reference uri="${escapeHtml(`${audioUri}#t=${u.start.toFixed(3)},${u.end.toFixed(3)}`)}"/>`,

@@ -25,14 +25,16 @@ function el(name, attrs = {}, parent = null) {
   return node;
 }
 
+/** The tooltip's markup: everything from the feed (ids, labels, text, model names) is escaped. */
 function tooltipHtml(u, models) {
-  const probs = LABELS.map((l) => `<tr><th>${info(l).glyph} ${labelName(l)}</th><td>${pct(u.emotion.probs[l] ?? 0)}</td></tr>`).join("");
-  const parts = breakdown(u, models).map((r) => `<tr class="${r.absent ? "absent" : ""}"><th>${r.name}</th><td>${r.value}</td></tr>`).join("");
-  return `<div class="tt-head">${clock(u.start)}–${clock(u.end)} · #${u.utterance_id}</div>` +
-    `<div class="tt-label chip label-${u.emotion.label}">${info(u.emotion.label).glyph} ${labelName(u.emotion.label)} <b>${pct(confidence(u.emotion))}</b></div>` +
+  const named = (l) => escapeHtml(`${info(l).glyph} ${labelName(l)}`);
+  const probs = LABELS.map((l) => `<tr><th>${named(l)}</th><td>${pct(u.emotion.probs[l] ?? 0)}</td></tr>`).join("");
+  const parts = breakdown(u, models).map((r) => `<tr class="${r.absent ? "absent" : ""}"><th>${r.name}</th><td>${escapeHtml(r.value)}</td></tr>`).join("");
+  return `<div class="tt-head">${clock(u.start)}–${clock(u.end)} · #${escapeHtml(u.utterance_id)}</div>` +
+    `<div class="tt-label chip label-${escapeHtml(u.emotion.label)}">${named(u.emotion.label)} <b>${pct(confidence(u.emotion))}</b></div>` +
     `<p class="tt-text">${escapeHtml(u.text) || "<i>(no transcript)</i>"}</p>` +
     `<table class="tt-probs">${probs}</table><table class="tt-parts">${parts}</table>` +
-    `<div class="tt-foot">${source(u)}</div>`;
+    `<div class="tt-foot">${escapeHtml(source(u))}</div>`;
 }
 
 export class Timeline {
