@@ -12,7 +12,8 @@ import { renderConnection, renderStatus } from "./status.js";
 import { RecordedPlayer, listRecorded } from "./replay.js";
 import { BrowserMic } from "./mic.js";
 import { FORMATS, download } from "./exporters.js";
-import { LABELS, clock, info } from "./labels.js";
+import { renderLegend } from "./legend.js";
+import { clock, labelsOf } from "./labels.js";
 import { escapeHtml } from "./html.js";
 
 const SCHEMA = 1; // docs/feed.md
@@ -81,6 +82,7 @@ function render() {
   timeline.render(session, models);
   transcript.render(session, models);
   renderSummary($("summary"), $("summary-span"), session);
+  renderLegend($("legend"), labelsOf(session));
   renderConnection(conn, session);
   renderStatus(session, session?.origin === "live" && session.id === feed.liveId && conn.state !== "connected");
   $("count").textContent = session ? `${session.utterances.size} utterances · ${clock(session.duration)}` : "";
@@ -274,7 +276,7 @@ $("mic-button").addEventListener("click", async () => {
   }
 });
 
-// ---- notices, legend, start -------------------------------------------------------------------
+// ---- notices, start ----------------------------------------------------------------------------
 
 let noticeTimer = null;
 function notice(text) {
@@ -285,12 +287,6 @@ function notice(text) {
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => (box.hidden = true), 15000);
 }
-
-$("legend").innerHTML = LABELS.map((l) => {
-  const i = info(l);
-  return `<li data-label="${l}"><svg width="18" height="14" aria-hidden="true"><rect width="18" height="14" rx="2" fill="url(#pat-${l})"/></svg>` +
-    `<span class="glyph" aria-hidden="true">${i.glyph}</span> ${i.ko} <span class="en">${i.en}</span></li>`;
-}).join("");
 
 setInterval(() => renderConnection(conn, current()), 1000); // the reconnect countdown
 feed.start();

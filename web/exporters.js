@@ -3,7 +3,7 @@
 // 1.0 for tools that speak it. Times are seconds from the session's start (subtitle formats use
 // their own hh:mm:ss,mmm); a model that did not run is an empty cell / null, never a guess.
 
-import { LABELS, confidence, info } from "./labels.js";
+import { confidence, info, labelsOf } from "./labels.js";
 import { escapeHtml } from "./html.js";
 
 const BREAKDOWN = ["text_emotion", "audio_emotion", "multimodal_emotion"];
@@ -20,16 +20,17 @@ function round(x, digits = 4) {
 
 /** One row per utterance. Starts with a BOM so spreadsheet programs read the Korean as UTF-8. */
 export function toCSV(session) {
+  const labels = labelsOf(session);
   const header = [
     "session", "utterance_id", "start", "end", "text", "label", "label_ko", "confidence",
-    ...LABELS.map((l) => `p_${l}`),
+    ...labels.map((l) => `p_${l}`),
     ...BREAKDOWN.flatMap((k) => [`${k}_label`, `${k}_confidence`]),
     "used",
   ];
   const rows = session.list().map((u) => [
     session.id, u.utterance_id, u.start, u.end, u.text ?? "", u.emotion.label, info(u.emotion.label).ko,
     round(confidence(u.emotion)),
-    ...LABELS.map((l) => round(u.emotion.probs[l])),
+    ...labels.map((l) => round(u.emotion.probs[l])),
     ...BREAKDOWN.flatMap((k) => [u[k]?.label ?? null, round(confidence(u[k]))]),
     (u.used ?? []).join(" "),
   ]);
@@ -89,15 +90,15 @@ export function toVTT(session) {
 }
 
 /**
- * EmotionML 1.0: a category vocabulary for the four labels, one <emotion> per utterance with its
- * label and confidence, a media-fragment <reference> into the session's audio, and absolute
+ * EmotionML 1.0: a category vocabulary of the session's labels, one <emotion> per utterance with
+ * its label and confidence, a media-fragment <reference> into the session's audio, and absolute
  * start/end (ms since 1970) when the session's start time is known.
  */
 export function toEmotionML(session, audioUri) {
   const started = Date.parse(session.hello?.started ?? "");
   const vocabulary = [
     '  <vocabulary type="category" id="labels">',
-    ...LABELS.map((l) => `    <item name="${escapeHtml(l)}"/>`),
+    ...labelsOf(session).map((l) => `    <item name="${escapeHtml(l)}"/>`),
     "  </vocabulary>",
   ];
   const emotions = session.list().map((u) => {
