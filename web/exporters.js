@@ -74,7 +74,8 @@ export function toSRT(session) {
 
 /**
  * WebVTT cue text escapes only `& < >`: readers outside the browser (ffmpeg's, for one) know no
- * other character reference, so an `&quot;` from the HTML rule would show up literally.
+ * other character reference, so an `&quot;` from the HTML rule would show up literally. Escaping
+ * `>` also keeps "-->", which would end the cue, out of its text.
  */
 function vttText(s) {
   return s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
@@ -84,7 +85,7 @@ export function toVTT(session) {
   const cues = session.list().map((u) => [
     `utterance-${u.utterance_id}`,
     `${timestamp(u.start, ".")} --> ${timestamp(u.end, ".")}`,
-    vttText(cueText(u)).replaceAll("-->", "->"),
+    vttText(cueText(u)),
   ].join("\n"));
   return ["WEBVTT", "", ...cues.flatMap((c) => [c, ""])].join("\n");
 }
