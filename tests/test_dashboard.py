@@ -3,7 +3,9 @@
 One module-scoped run plays six espeak-ng English sentences through `python -m streamer run --source file:...
 --record DIR` with the page open; most tests then look at that page or at the recording it left.
 The restart test kills and restarts `python -m streamer replay` of that recording, and the
-microphone tests use Chromium's fake audio device against `--source browser`. Screenshots go to
+microphone tests use Chromium's fake audio device against `--source browser`. The hostile-feed
+tests write a recording by hand (markup and quotes in every string the page shows, labels other
+than the trainer's) and replay it through the daemon and in the page. Screenshots go to
 tests/artifacts/ for a person to look at.
 """
 from __future__ import annotations
@@ -477,6 +479,188 @@ def test_a_page_opened_with_a_token_passes_it_on_every_request(browser, recordin
         assert {u.split("?")[0].rsplit("/", 1)[-1] for u in guarded} == {"sessions", "feed.jsonl", "audio.wav", "ws", "mic"}
         assert [u for u in guarded if f"token={token}" not in u] == []
         assert refused == []
+    finally:
+        page.close()
+        daemon.stop()
+
+
+# ---- a feed that carries markup, and labels other than the trainer's -------------------------
+
+# Closes a quoted attribute of either kind, then opens elements that would run script; `&amp;`
+# must come out as those five characters, not as "&". No "/": it also names a folder.
+XSS = """'"><img src=x onerror="window.pwned = (window.pwned || 0) + 1"><x-pwned>&amp;"""
+HELLO_LABELS = ["sadness", f"fear{XSS}", "angry", "calm"]  # not the trainer's four, nor its order
+HOSTILE_MODELS = {"asr": f"whisper{XSS}", "text": f"e5{XSS}", "audio": None, "multimodal": None, "stacker": None}
+
+
+def hostile_recording(folder: Path, session_id: str) -> list[dict]:
+    """A recorded session as `streamer run --record` writes it (meta.json, feed.jsonl), with XSS in
+    its id, source, model names, transcripts, `used` and an error; three utterances, one per
+    label but `angry`, each label's probability differing so the columns can be told apart."""
+    folder.mkdir(parents=True)
+    source = f"mic{XSS}"
+
+    def probs(winner: str) -> dict[str, float]:
+        rest = [l for l in reversed(HELLO_LABELS) if l != winner]  # not the hello's order
+        return {winner: 0.55, rest[0]: 0.25, rest[1]: 0.15, rest[2]: 0.05}
+
+    def utterance(uid: int, start: float, label: str, text: str) -> dict:
+        emotion = {"label": label, "probs": probs(label)}
+        return {"type": "utterance", "utterance_id": uid, "start": start, "end": start + 1.5, "text": text,
+                "emotion": emotion, "text_emotion": emotion, "audio_emotion": None, "multimodal_emotion": None,
+                "used": [f"text{XSS}"], "asr": {"language": "ko", "no_speech_prob": 0.01, "avg_logprob": -0.3, "filtered": None},
+                "latency_ms": {"asr": 200.0, "emotion": 5.0, "text_model": 5.0, "total": 206.0, "end_to_message": 700.0}}
+
+    status = {"type": "status", "level_db": -30.0, "speaking": False, "lag_s": 0.1, "dropped_frames": 0, "clients": 1,
+              "source": source, "state": "listening"}
+    bodies = [
+        {**status, "t": 0.5},
+        {**utterance(1, 0.5, HELLO_LABELS[1], f"안녕하세요 {XSS} 1 --> 2"), "t": 2.7},
+        {**utterance(2, 3.0, "calm", f"'quoted' \"double\" {XSS}"), "t": 5.2},
+        {"type": "error", "code": "analysis_failed", "message": f"utterance 3 failed {XSS}", "utterance_id": 3, "t": 6.0},
+        {**utterance(4, 6.5, "sadness", f"<b>bold?</b> {XSS}"), "t": 8.7},
+        {**status, "t": 9.0},
+        {"type": "session_end", "reason": "source ended", "utterances": 3, "duration": 9.5, "dropped_frames": 0, "t": 9.5},
+    ]
+    messages = [{"session": session_id, "seq": seq, **body} for seq, body in enumerate(bodies, 1)]
+    (folder / "feed.jsonl").write_text("".join(json.dumps(m, ensure_ascii=False) + "\n" for m in messages), encoding="utf-8")
+    meta = {"id": session_id, "started": "2026-05-09T14:00:00+09:00", "source": source, "language": "ko",
+            "models": HOSTILE_MODELS, "config": {}, "end": bodies[-1]}
+    (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    return messages
+
+
+def assert_nothing_ran(page) -> None:
+    """No element from the feed's markup exists, and none ran its onerror (an <img> that got in,
+    even one already replaced, would have failed to load from the daemon by now)."""
+    page.wait_for_timeout(500)
+    assert page.evaluate("document.querySelectorAll('img, x-pwned').length") == 0
+    assert page.evaluate("window.pwned ?? 0") == 0
+
+
+def assert_labels_drawn(page, labels: list[str], utterances: list[dict]) -> None:
+    """The legend, each timeline column, the tooltip and the summary show `labels` in that order;
+    each column's rects are the utterance's probabilities; every fill names a pattern the page has."""
+    assert page.eval_on_selector_all("#legend li", "els => els.map(e => e.dataset.label)") == labels
+    legend = page.locator("#legend").inner_text()
+    assert f"fear{XSS}" in legend and "슬픔" in legend and "분노" in legend and "calm" in legend
+    assert "기쁨" not in legend and "중립" not in legend  # known labels this session does not have
+    assert page.eval_on_selector_all(".share", "els => els.map(e => e.dataset.label)") == labels
+    for u in utterances:
+        g = f"#timeline g.utt[data-id='{u['utterance_id']}']"
+        column = page.eval_on_selector_all(f"{g} rect.p", "els => els.map(e => [e.dataset.label, Number(e.getAttribute('height'))])")
+        assert [l for l, _ in column] == labels
+        heights = {l: h for l, h in column}
+        for label in labels:
+            assert heights[label] / sum(heights.values()) == pytest.approx(u["emotion"]["probs"][label], abs=1e-3)
+        page.hover(f"{g} .hit")
+        shown = page.locator("#tooltip .tt-probs th").all_inner_texts()  # "glyph 한국어 english" per label
+        assert len(shown) == len(labels) and all(th.endswith(f" {l}") for th, l in zip(shown, labels))
+        tooltip = page.locator("#tooltip").inner_text()
+        assert u["text"].strip() in tooltip and f"from text{XSS}" in tooltip
+    page.mouse.move(5, 5)
+    missing = page.evaluate("""[...document.querySelectorAll('#timeline .band, #legend rect, #summary rect[fill]')]
+        .map(r => r.getAttribute('fill')).filter(f => !document.getElementById(f.slice(5, -1)))""")
+    assert missing == []
+    unknown = [u for u in utterances if u["emotion"]["label"] not in ("angry", "sadness")]
+    assert unknown and {page.get_attribute(f"#timeline g.utt[data-id='{u['utterance_id']}'] .band", "fill") for u in unknown} == {"url(#pat-unknown)"}
+
+
+def test_hostile_strings_in_the_live_feed_are_shown_as_text_and_the_hellos_labels_are_drawn(browser, tmp_path):
+    """Markup and quotes in every string of a replayed session (through the daemon's /ws) are shown
+    as text, never run; the legend, timeline, summary and exports follow the hello's labels."""
+    session_id = f"s1{XSS}"
+    messages = hostile_recording(tmp_path / "rec" / "hostile", session_id)
+    utterances = [m for m in messages if m["type"] == "utterance"]
+    replay = Daemon(["replay", str(tmp_path / "rec" / "hostile"), "--fast"], free_port(), tmp_path / "replay.log").start()
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+
+    def with_labels(ws) -> None:
+        # `streamer replay` names the trainer's labels in its hello whatever the recording holds;
+        # the route stands in for a daemon whose bundle has HELLO_LABELS.
+        server = ws.connect_to_server()
+
+        def from_daemon(text) -> None:
+            msg = json.loads(text)
+            ws.send(json.dumps({**msg, "labels": HELLO_LABELS}) if msg.get("type") == "hello" else text)
+
+        server.on_message(from_daemon)
+
+    try:
+        page.route_web_socket("**/ws*", with_labels)
+        page.goto(replay.url)
+        page.wait_for_function(ENDED, timeout=30_000)
+        ids = [u["utterance_id"] for u in utterances]
+        assert settle(page, ids) == ids
+        for u in utterances:
+            assert page.locator(f"#transcript li[data-id='{u['utterance_id']}'] .text").inner_text() == u["text"].strip()
+            assert f"from text{XSS}" in page.locator(f"#transcript li[data-id='{u['utterance_id']}'] .from").inner_text()
+        assert page.eval_on_selector_all("#models li.on", "els => els.map(e => e.title)") == [
+            f"ASR: {HOSTILE_MODELS['asr']}", f"text: {HOSTILE_MODELS['text']}"]
+        assert page.get_attribute("#source-text", "title") == f"mic{XSS}"
+        assert page.locator("#source-text").inner_text() == f"mic{XSS}"
+        assert page.eval_on_selector("#session-select", "s => s.value") == f"live:{session_id}"
+        assert session_id in page.locator("#session-select option:checked").inner_text()
+        assert_labels_drawn(page, HELLO_LABELS, utterances)
+        shot(page, "hostile-feed")
+
+        root = ET.fromstring(export(page, "emotionml").encode("utf-8"))
+        assert [i.get("name") for i in root.find(f"{EMOTIONML}vocabulary")] == HELLO_LABELS
+        assert root.find(f"{EMOTIONML}info").text == f"session {session_id}"
+        emotions = root.findall(f"{EMOTIONML}emotion")
+        assert [(e.find(f"{EMOTIONML}info").text, e.find(f"{EMOTIONML}category").get("name")) for e in emotions] == [
+            (u["text"], u["emotion"]["label"]) for u in utterances]
+        table = list(csv.DictReader(io.StringIO(export(page, "csv").lstrip("\ufeff"))))
+        assert [k for k in table[0] if k.startswith("p_")] == [f"p_{l}" for l in HELLO_LABELS]
+        assert [r["text"] for r in table] == [u["text"] for u in utterances]
+        vtt = export(page, "vtt")
+        assert "&lt;img src=x" in vtt and "<img" not in vtt
+        for subtitles in (vtt, export(page, "srt")):  # "-->" only where a cue's times are
+            assert all(re.fullmatch(r"[\d:.,]+ --> [\d:.,]+", line) for line in subtitles.splitlines() if "-->" in line)
+        assert_nothing_ran(page)
+    finally:
+        page.close()
+        replay.stop()
+
+
+def test_hostile_recordings_replayed_in_the_page_are_shown_as_text_with_their_own_labels(browser, tmp_path):
+    """A recorded session opened in the page has no hello: its labels come from its utterances.
+    Folder names and meta.json values listed by /api/sessions are shown as text as well."""
+    rec = tmp_path / "rec"
+    messages = hostile_recording(rec / "20260509-140000-hostile", "20260509-140000-hostile")
+    utterances = [m for m in messages if m["type"] == "utterance"]
+    odd = rec / XSS  # listed by /api/sessions (its name is no valid session id, so nothing can be fetched)
+    odd.mkdir()
+    (odd / "meta.json").write_text(json.dumps({"id": XSS, "started": XSS, "models": HOSTILE_MODELS,
+                                               "end": {"utterances": XSS, "duration": 1.0}}), encoding="utf-8")
+    silence = tmp_path / "silence.wav"
+    with wave.open(str(silence), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(2 * 16000))
+    daemon = Daemon(["run", "--source", f"file:{silence}", "--fast", "--record", str(rec)],
+                    free_port(), tmp_path / "daemon.log").start()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        page.goto(daemon.url)
+        page.wait_for_function(ENDED, timeout=60_000)
+        page.click("#refresh-sessions")
+        page.wait_for_selector("#session-select option[value='rec:20260509-140000-hostile']", state="attached")
+        options = dict(page.eval_on_selector_all("#session-select option", "els => els.map(e => [e.value, e.textContent])"))
+        assert f"rec:{XSS}" in options and options[f"rec:{XSS}"].endswith(f"{XSS} utt. · {XSS}")
+        page.select_option("#session-select", "rec:20260509-140000-hostile")
+        page.wait_for_selector("#replay:not([hidden])")
+        page.select_option("#replay-speed", "Infinity")
+        ids = [u["utterance_id"] for u in utterances]
+        assert settle(page, ids) == ids
+        for u in utterances:
+            assert page.locator(f"#transcript li[data-id='{u['utterance_id']}'] .text").inner_text() == u["text"].strip()
+        assert page.eval_on_selector_all("#models li.on", "els => els.map(e => e.title)") == [
+            f"ASR: {HOSTILE_MODELS['asr']}", f"text: {HOSTILE_MODELS['text']}"]
+        assert_labels_drawn(page, list(utterances[0]["emotion"]["probs"]), utterances)
+        shot(page, "hostile-recording")
+        assert_nothing_ran(page)
     finally:
         page.close()
         daemon.stop()

@@ -12,7 +12,9 @@ import { renderConnection, renderStatus } from "./status.js";
 import { RecordedPlayer, listRecorded } from "./replay.js";
 import { BrowserMic } from "./mic.js";
 import { FORMATS, download } from "./exporters.js";
-import { LABELS, clock, info } from "./labels.js";
+import { renderLegend } from "./legend.js";
+import { clock, labelsOf } from "./labels.js";
+import { escapeHtml } from "./html.js";
 
 const SCHEMA = 1; // docs/feed.md
 const $ = (id) => document.getElementById(id);
@@ -80,6 +82,7 @@ function render() {
   timeline.render(session, models);
   transcript.render(session, models);
   renderSummary($("summary"), $("summary-span"), session);
+  renderLegend($("legend"), labelsOf(session));
   renderConnection(conn, session);
   renderStatus(session, session?.origin === "live" && session.id === feed.liveId && conn.state !== "connected");
   $("count").textContent = session ? `${session.utterances.size} utterances · ${clock(session.duration)}` : "";
@@ -141,17 +144,19 @@ function renderPicker() {
   if (key === pickerKey) return;
   pickerKey = key;
   const started = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+  // Ids and counts come from the feed and from folder names under --record DIR: escaped.
+  const option = (value, text) => `<option value="${escapeHtml(value)}">${escapeHtml(text)}</option>`;
   const options = [];
   options.push(`<optgroup label="실시간 Live">`);
   if (!live.length) options.push(`<option value="live:" disabled>waiting for the daemon…</option>`);
   for (const s of live) {
     const tag = s.id === feed.liveId && !s.end ? "● live" : "ended";
-    options.push(`<option value="live:${s.id}">${tag} · ${started(s.hello?.started)} · ${s.id}</option>`);
+    options.push(option(`live:${s.id}`, `${tag} · ${started(s.hello?.started)} · ${s.id}`));
   }
   options.push(`</optgroup><optgroup label="녹음 Recorded">`);
   if (!recorded.length) options.push(`<option disabled>none (the daemon records with --record DIR)</option>`);
   for (const r of recorded) {
-    options.push(`<option value="rec:${r.id}">${started(r.started)} · ${clock(r.duration)} · ${r.utterances} utt. · ${r.id}</option>`);
+    options.push(option(`rec:${r.id}`, `${started(r.started)} · ${clock(r.duration)} · ${r.utterances} utt. · ${r.id}`));
   }
   options.push("</optgroup>");
   const select = $("session-select");
@@ -271,7 +276,7 @@ $("mic-button").addEventListener("click", async () => {
   }
 });
 
-// ---- notices, legend, start -------------------------------------------------------------------
+// ---- notices, start ----------------------------------------------------------------------------
 
 let noticeTimer = null;
 function notice(text) {
@@ -282,12 +287,6 @@ function notice(text) {
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => (box.hidden = true), 15000);
 }
-
-$("legend").innerHTML = LABELS.map((l) => {
-  const i = info(l);
-  return `<li data-label="${l}"><svg width="18" height="14" aria-hidden="true"><rect width="18" height="14" rx="2" fill="url(#pat-${l})"/></svg>` +
-    `<span class="glyph" aria-hidden="true">${i.glyph}</span> ${i.ko} <span class="en">${i.en}</span></li>`;
-}).join("");
 
 setInterval(() => renderConnection(conn, current()), 1000); // the reconnect countdown
 feed.start();

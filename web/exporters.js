@@ -3,7 +3,8 @@
 // 1.0 for tools that speak it. Times are seconds from the session's start (subtitle formats use
 // their own hh:mm:ss,mmm); a model that did not run is an empty cell / null, never a guess.
 
-import { LABELS, confidence, info } from "./labels.js";
+import { confidence, info, labelsOf } from "./labels.js";
+import { escapeHtml } from "./html.js";
 
 const BREAKDOWN = ["text_emotion", "audio_emotion", "multimodal_emotion"];
 
@@ -19,16 +20,17 @@ function round(x, digits = 4) {
 
 /** One row per utterance. Starts with a BOM so spreadsheet programs read the Korean as UTF-8. */
 export function toCSV(session) {
+  const labels = labelsOf(session);
   const header = [
     "session", "utterance_id", "start", "end", "text", "label", "label_ko", "confidence",
-    ...LABELS.map((l) => `p_${l}`),
+    ...labels.map((l) => `p_${l}`),
     ...BREAKDOWN.flatMap((k) => [`${k}_label`, `${k}_confidence`]),
     "used",
   ];
   const rows = session.list().map((u) => [
     session.id, u.utterance_id, u.start, u.end, u.text ?? "", u.emotion.label, info(u.emotion.label).ko,
     round(confidence(u.emotion)),
-    ...LABELS.map((l) => round(u.emotion.probs[l])),
+    ...labels.map((l) => round(u.emotion.probs[l])),
     ...BREAKDOWN.flatMap((k) => [u[k]?.label ?? null, round(confidence(u[k]))]),
     (u.used ?? []).join(" "),
   ]);
@@ -70,31 +72,34 @@ export function toSRT(session) {
   ].join("\n")).join("\n\n") + "\n";
 }
 
+/**
+ * WebVTT cue text escapes only `& < >`: readers outside the browser (ffmpeg's, for one) know no
+ * other character reference, so an `&quot;` from the HTML rule would show up literally. Escaping
+ * `>` also keeps "-->", which would end the cue, out of its text.
+ */
+function vttText(s) {
+  return s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
 export function toVTT(session) {
-  const escape = (s) => s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
   const cues = session.list().map((u) => [
     `utterance-${u.utterance_id}`,
     `${timestamp(u.start, ".")} --> ${timestamp(u.end, ".")}`,
-    escape(cueText(u)).replaceAll("-->", "->"),
+    vttText(cueText(u)),
   ].join("\n"));
   return ["WEBVTT", "", ...cues.flatMap((c) => [c, ""])].join("\n");
 }
 
-function xml(s) {
-  return String(s).replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
-    .replaceAll('"', "&quot;");
-}
-
 /**
- * EmotionML 1.0: a category vocabulary for the four labels, one <emotion> per utterance with its
- * label and confidence, a media-fragment <reference> into the session's audio, and absolute
+ * EmotionML 1.0: a category vocabulary of the session's labels, one <emotion> per utterance with
+ * its label and confidence, a media-fragment <reference> into the session's audio, and absolute
  * start/end (ms since 1970) when the session's start time is known.
  */
 export function toEmotionML(session, audioUri) {
   const started = Date.parse(session.hello?.started ?? "");
   const vocabulary = [
     '  <vocabulary type="category" id="labels">',
-    ...LABELS.map((l) => `    <item name="${l}"/>`),
+    ...labelsOf(session).map((l) => `    <item name="${escapeHtml(l)}"/>`),
     "  </vocabulary>",
   ];
   const emotions = session.list().map((u) => {
@@ -102,17 +107,17 @@ export function toEmotionML(session, audioUri) {
       ? ` start="${Math.round(started + u.start * 1000)}" end="${Math.round(started + u.end * 1000)}"` : "";
     const value = Math.min(1, Math.max(0, confidence(u.emotion)));
     return [
-      `  <emotion id="utterance-${u.utterance_id}"${times}>`,
-      u.text ? `    <info>${xml(u.text)}</info>` : null,
-      `    <category name="${xml(u.emotion.label)}" value="${value.toFixed(4)}"/>`,
-      `    <reference uri="${xml(`${audioUri}#t=${u.start.toFixed(3)},${u.end.toFixed(3)}`)}"/>`,
+      `  <emotion id="utterance-${escapeHtml(u.utterance_id)}"${times}>`,
+      u.text ? `    <info>${escapeHtml(u.text)}</info>` : null,
+      `    <category name="${escapeHtml(u.emotion.label)}" value="${value.toFixed(4)}"/>`,
+      `    <reference uri="${escapeHtml(`${audioUri}#t=${u.start.toFixed(3)},${u.end.toFixed(3)}`)}"/>`,
       "  </emotion>",
     ].filter(Boolean).join("\n");
   });
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
     '<emotionml xmlns="http://www.w3.org/2009/10/emotionml" version="1.0" category-set="#labels">',
-    `  <info>session ${xml(session.id)}</info>`,
+    `  <info>session ${escapeHtml(session.id)}</info>`,
     ...vocabulary,
     ...emotions,
     "</emotionml>",

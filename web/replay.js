@@ -13,6 +13,15 @@ export async function listRecorded(apiBase, token) {
   return response.json();
 }
 
+/**
+ * A recorded session's labels in the server's order, from an utterance's `probs`, which name
+ * every label (docs/feed.md); undefined for a recording without one, as before a hello.
+ */
+function labelsIn(messages) {
+  const probs = messages.find((m) => m.type === "utterance" && m.emotion?.probs)?.emotion.probs;
+  return typeof probs === "object" ? Object.keys(probs) : undefined;
+}
+
 export class RecordedPlayer {
   constructor({ onChange }) {
     this.onChange = onChange; // (player) whenever the playhead or the session changed
@@ -42,6 +51,7 @@ export class RecordedPlayer {
     messages.sort((a, b) => a.seq - b.seq);
     this.meta = meta;
     this.messages = messages;
+    this.labels = labelsIn(messages);
     const end = messages.find((m) => m.type === "session_end");
     this.duration = Math.max(end?.duration ?? 0, messages.at(-1)?.t ?? 0, meta.duration ?? 0);
     const audio = new URL(`api/sessions/${encodeURIComponent(meta.id)}/audio.wav`, apiBase);
@@ -52,8 +62,9 @@ export class RecordedPlayer {
 
   #rebuild() {
     const session = new Session(this.meta.id, "recorded");
-    // feed.jsonl holds only numbered messages; the hello's models come from the listing if it has them.
-    session.hello = { models: this.meta.models ?? null, started: this.meta.started, source: "recording" };
+    // feed.jsonl holds only numbered messages, not the hello: its models come from the listing
+    // if it has them, its labels from the recording's utterances.
+    session.hello = { labels: this.labels, models: this.meta.models ?? null, started: this.meta.started, source: "recording" };
     this.session = session;
     this.applied = 0;
   }

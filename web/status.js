@@ -2,6 +2,8 @@
 // processing keeping up, and which models are loaded. Every state is written out in words next
 // to its colour dot, so nothing depends on colour alone.
 
+import { escapeHtml } from "./html.js";
+
 const ROLES = [
   ["asr", "ASR"],
   ["text", "text"],
@@ -19,7 +21,6 @@ const STATES = {
 };
 
 const $ = (id) => document.getElementById(id);
-const escape = (s) => String(s).replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll('"', "&quot;");
 
 export function renderConnection(conn, viewed) {
   const box = $("conn");
@@ -69,7 +70,7 @@ export function renderStatus(session, stale) {
   $("models").innerHTML = models
     ? ROLES.map(([key, name]) => {
       const value = models[key];
-      return `<li class="${value ? "on" : "absent"}" title="${value ? `${name}: ${escape(value)}` : `${name}: not loaded`}">` +
+      return `<li class="${value ? "on" : "absent"}" title="${value ? `${name}: ${escapeHtml(value)}` : `${name}: not loaded`}">` +
         `<span aria-hidden="true">${value ? "✓" : "–"}</span> ${name}${value ? "" : " absent"}</li>`;
     }).join("")
     : `<li class="absent">${session?.origin === "recorded" ? "not in the recording" : "waiting for hello"}</li>`;

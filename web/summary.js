@@ -2,23 +2,27 @@
 // over the session (thirds while it is short, then 5-, 10- or 15-minute bins, at most 12). Shares
 // are weighted by utterance length so one long sad story outweighs a short "yes".
 
-import { LABELS, clock, info, labelName, pct } from "./labels.js";
+import { clock, info, labelName, labelsOf, pct } from "./labels.js";
+import { escapeHtml } from "./html.js";
 
 const BIN_SIZES_S = [300, 600, 900, 1800];
 const MAX_BINS = 12;
 const THIRDS_UNTIL_S = 900;
 
-/** Seconds of speech per label for utterances whose midpoint lies in [from, to). */
-export function shares(utterances, from = 0, to = Infinity) {
-  const seconds = Object.fromEntries(LABELS.map((l) => [l, 0]));
+/**
+ * Seconds of speech per label (a Map, so any label the feed sends is a plain key) for utterances
+ * whose midpoint lies in [from, to). `total` counts a label outside `labels` too.
+ */
+export function shares(utterances, labels, from = 0, to = Infinity) {
+  const seconds = new Map(labels.map((l) => [l, 0]));
   let count = 0;
   for (const u of utterances) {
     const mid = (u.start + u.end) / 2;
     if (mid < from || mid >= to) continue;
-    seconds[u.emotion.label] = (seconds[u.emotion.label] ?? 0) + Math.max(0, u.end - u.start);
+    seconds.set(u.emotion.label, (seconds.get(u.emotion.label) ?? 0) + Math.max(0, u.end - u.start));
     count += 1;
   }
-  const total = Object.values(seconds).reduce((a, b) => a + b, 0);
+  const total = [...seconds.values()].reduce((a, b) => a + b, 0);
   return { seconds, total, count };
 }
 
@@ -33,29 +37,29 @@ export function bins(duration) {
   return Array.from({ length: n }, (_, k) => ({ from: k * size, to: k === n - 1 ? Infinity : (k + 1) * size, name: clock(k * size) }));
 }
 
-function shareRows(all) {
-  return LABELS.map((l) => {
+function shareRows(all, labels) {
+  return labels.map((l) => {
     const i = info(l);
-    const p = all.total ? all.seconds[l] / all.total : 0;
-    return `<div class="share" data-label="${l}"><span class="name"><span class="glyph">${i.glyph}</span> ${labelName(l)}</span>` +
-      `<span class="barwrap"><svg class="bar" width="100%" height="14" aria-hidden="true"><rect width="${(p * 100).toFixed(1)}%" height="14" rx="2" fill="url(#pat-${l})"/></svg></span>` +
+    const p = all.total ? all.seconds.get(l) / all.total : 0;
+    return `<div class="share" data-label="${escapeHtml(l)}"><span class="name"><span class="glyph">${i.glyph}</span> ${escapeHtml(labelName(l))}</span>` +
+      `<span class="barwrap"><svg class="bar" width="100%" height="14" aria-hidden="true"><rect width="${(p * 100).toFixed(1)}%" height="14" rx="2" fill="${i.fill}"/></svg></span>` +
       `<span class="num">${pct(p)}</span></div>`;
   }).join("");
 }
 
-function binChart(session, list) {
+function binChart(session, list, labels) {
   const parts = bins(session.duration);
   if (!parts.length) return "";
   const W = 100 / parts.length;
   const cols = parts.map((b, k) => {
-    const s = shares(list, b.from, b.to);
+    const s = shares(list, labels, b.from, b.to);
     const x = k * W;
-    const title = `${b.name}: ` + (s.total ? LABELS.map((l) => `${labelName(l)} ${pct(s.seconds[l] / s.total)}`).join(", ") : "no speech");
+    const title = escapeHtml(`${b.name}: ` + (s.total ? labels.map((l) => `${labelName(l)} ${pct(s.seconds.get(l) / s.total)}`).join(", ") : "no speech"));
     let y = 100;
-    const segs = s.total ? LABELS.map((l) => {
-      const h = (100 * s.seconds[l]) / s.total;
+    const segs = s.total ? labels.map((l) => {
+      const h = (100 * s.seconds.get(l)) / s.total;
       y -= h;
-      return h > 0 ? `<rect x="${x + 0.6}%" y="${y}%" width="${W - 1.2}%" height="${h}%" fill="url(#pat-${l})"><title>${title}</title></rect>` +
+      return h > 0 ? `<rect x="${x + 0.6}%" y="${y}%" width="${W - 1.2}%" height="${h}%" fill="${info(l).fill}"><title>${title}</title></rect>` +
         (h >= 16 && parts.length <= 8 ? `<text x="${x + W / 2}%" y="${y + h / 2}%" dy="0.35em" text-anchor="middle" fill="${info(l).ink}">${info(l).glyph}</text>` : "") : "";
     }).join("") : `<rect class="empty" x="${x + 0.6}%" y="0" width="${W - 1.2}%" height="100%"><title>${title}</title></rect>`;
     return segs;
@@ -69,8 +73,9 @@ function binChart(session, list) {
 
 export function renderSummary(container, spanNote, session) {
   const list = session ? session.list() : [];
-  const all = shares(list);
+  const labels = labelsOf(session);
+  const all = shares(list, labels);
   spanNote.textContent = session ? `${list.length} utterances · ${clock(all.total)} of speech` : "";
-  container.innerHTML = `<p class="hint">발화 시간 비율 Share of speaking time</p>${shareRows(all)}` +
-    (session ? binChart(session, list) : "");
+  container.innerHTML = `<p class="hint">발화 시간 비율 Share of speaking time</p>${shareRows(all, labels)}` +
+    (session ? binChart(session, list, labels) : "");
 }

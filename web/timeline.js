@@ -4,8 +4,9 @@
 // utterance id and updated in place, so keyboard focus and hover survive new messages.
 // Keyboard: one utterance is in the tab order; arrows, Home and End move; Enter opens its row.
 
-import { LABELS, clock, confidence, info, labelName, patternDefs, pct } from "./labels.js";
+import { clock, confidence, info, labelName, labelsOf, patternDefs, pct } from "./labels.js";
 import { breakdown, source } from "./describe.js";
+import { escapeHtml } from "./html.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const TOP = 8;
@@ -24,18 +25,16 @@ function el(name, attrs = {}, parent = null) {
   return node;
 }
 
-function escapeHtml(s) {
-  return String(s ?? "").replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
-}
-
-function tooltipHtml(u, models) {
-  const probs = LABELS.map((l) => `<tr><th>${info(l).glyph} ${labelName(l)}</th><td>${pct(u.emotion.probs[l] ?? 0)}</td></tr>`).join("");
-  const parts = breakdown(u, models).map((r) => `<tr class="${r.absent ? "absent" : ""}"><th>${r.name}</th><td>${r.value}</td></tr>`).join("");
-  return `<div class="tt-head">${clock(u.start)}–${clock(u.end)} · #${u.utterance_id}</div>` +
-    `<div class="tt-label chip label-${u.emotion.label}">${info(u.emotion.label).glyph} ${labelName(u.emotion.label)} <b>${pct(confidence(u.emotion))}</b></div>` +
+/** The tooltip's markup: everything from the feed (ids, labels, text, model names) is escaped. */
+function tooltipHtml(u, models, labels) {
+  const named = (l) => escapeHtml(`${info(l).glyph} ${labelName(l)}`);
+  const probs = labels.map((l) => `<tr><th>${named(l)}</th><td>${pct(u.emotion.probs[l] ?? 0)}</td></tr>`).join("");
+  const parts = breakdown(u, models).map((r) => `<tr class="${r.absent ? "absent" : ""}"><th>${r.name}</th><td>${escapeHtml(r.value)}</td></tr>`).join("");
+  return `<div class="tt-head">${clock(u.start)}–${clock(u.end)} · #${escapeHtml(u.utterance_id)}</div>` +
+    `<div class="tt-label chip label-${escapeHtml(u.emotion.label)}">${named(u.emotion.label)} <b>${pct(confidence(u.emotion))}</b></div>` +
     `<p class="tt-text">${escapeHtml(u.text) || "<i>(no transcript)</i>"}</p>` +
     `<table class="tt-probs">${probs}</table><table class="tt-parts">${parts}</table>` +
-    `<div class="tt-foot">${source(u)}</div>`;
+    `<div class="tt-foot">${escapeHtml(source(u))}</div>`;
 }
 
 export class Timeline {
@@ -80,10 +79,13 @@ export class Timeline {
   }
 
   render(session, models) {
-    if (session !== this.session) {
+    const labels = labelsOf(session);
+    // Each column has one rect per label: a new label list (a new session) redraws them all.
+    if (session !== this.session || JSON.stringify(labels) !== JSON.stringify(this.labels)) {
       this.layer.replaceChildren();
       this.nodes.clear();
       this.session = session;
+      this.labels = labels;
       this.active = null;
       this.picked = false;
       this.gridKey = null;
@@ -139,7 +141,7 @@ export class Timeline {
     if (g?.placed === u && g.pps === pps) return; // unchanged: touching it would cost a relayout
     if (!g) {
       g = el("g", { class: "utt", role: "listitem", tabindex: "-1", "data-id": u.utterance_id });
-      for (const l of LABELS) el("rect", { class: `p p-${l}`, fill: info(l).color }, g);
+      for (const l of this.labels) el("rect", { class: "p", "data-label": l, fill: info(l).color }, g);
       el("rect", { class: "band", y: BAND_Y, height: BAND_H, rx: 3 }, g);
       el("text", { class: "band-text", y: BAND_Y + BAND_H / 2 + 5 }, g);
       el("rect", { class: "hit", y: TOP - 4, height: AXIS_Y - TOP + 4, rx: 4 }, g);
@@ -155,7 +157,7 @@ export class Timeline {
     g.setAttribute("aria-label",
       `${clock(u.start)}–${clock(u.end)}, ${labelName(label)} ${pct(confidence(u.emotion))}: ${u.text ?? "no transcript"}`);
     let y = TOP + PROB_H;
-    LABELS.forEach((l, k) => {
+    this.labels.forEach((l, k) => {
       const h = PROB_H * (u.emotion.probs[l] ?? 0);
       y -= h;
       const r = g.children[k];
@@ -167,7 +169,7 @@ export class Timeline {
     const band = g.querySelector(".band");
     band.setAttribute("x", x0);
     band.setAttribute("width", w);
-    band.setAttribute("fill", `url(#pat-${label})`);
+    band.setAttribute("fill", i.fill);
     const text = g.querySelector(".band-text");
     text.setAttribute("x", x0 + 4);
     text.setAttribute("fill", i.ink);
@@ -222,7 +224,7 @@ export class Timeline {
     if (!g || !this.session) return;
     const u = this.session.utterances.get(Number(g.dataset.id));
     if (!u) return;
-    this.tooltip.innerHTML = tooltipHtml(u, this.models);
+    this.tooltip.innerHTML = tooltipHtml(u, this.models, this.labels);
     this.tooltip.hidden = false;
     const card = this.tooltip.offsetParent.getBoundingClientRect();
     const box = g.querySelector(".hit").getBoundingClientRect();
