@@ -41,12 +41,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from playwright.sync_api import sync_playwright
 
 from streamer import feed
 from testsupport.browser import Daemon, free_port, launch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LABELS = ["angry", "happiness", "neutral", "sadness"]
 PHRASES = [

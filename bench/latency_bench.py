@@ -32,11 +32,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import numpy as np
 
 import core  # noqa: F401  (sets OMP_WAIT_POLICY before any model library loads)
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
 
 CORPUS: dict[str, list[str]] = {
     "1-2 s": [
@@ -127,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.window_sweep:
         return window_sweep(args.threads, args.seed)
 
-    from streamer.segmenter import Segmenter, Utterance
-    from testsupport.speech import word_error_rate
     from core.asr import load_whisper, transcribe
     from core.bundle import Sample, load_bundle
     from core.config import AsrConfig
     from streamer.config import VadConfig
+    from streamer.segmenter import Segmenter, Utterance
+    from testsupport.speech import word_error_rate
 
     base = AsrConfig(language="en", cpu_threads=args.threads, beam_size=args.beam, short_beam_size=0)
     configs = {"asr 30 s": dataclasses.replace(base, short_window=False), "asr short": base}
@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def segmented(text: str, rng: np.random.Generator):
     """The utterance the real segmenter cuts from the sentence's stream (None if not exactly one)."""
-    from streamer.segmenter import Segmenter, Utterance
     from streamer.config import VadConfig
+    from streamer.segmenter import Segmenter, Utterance
 
     audio, _end = stream_for(text, rng)
     segmenter = Segmenter(VadConfig())
@@ -259,9 +259,9 @@ def window_sweep(threads: int, seed: int) -> int:
     """Why core.asr picks its windows: WER of one decode per window size, with the window
     filled by 0.0 in the log-mel (faster-whisper's way and core.asr.encoder_input) or by zero
     audio before the log-mel (OpenAI Whisper's way), against faster-whisper's transcribe()."""
-    from testsupport.speech import word_error_rate
     from core import asr
     from core.config import AsrConfig
+    from testsupport.speech import word_error_rate
 
     cfg = AsrConfig(language="en", cpu_threads=threads)
     whisper = asr.load_whisper(cfg)
@@ -314,8 +314,8 @@ def _feature_cpu(audio: np.ndarray) -> float:
 
 def _partial_cost(whisper, cfg) -> None:
     """ms of a partial's interim text: a short-window transcription of the last N seconds."""
-    from testsupport.speech import synthesize
     from core.asr import transcribe
+    from testsupport.speech import synthesize
 
     speech = synthesize(CORPUS["8-15 s"][0])
     cells = []

@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from trainer import fixture, prepare
 
 # make-fixture writes, besides rows_per_label per label, 3 other-emotion rows and 1 wav

@@ -34,17 +34,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-
 import numpy as np
 from websockets.asyncio.client import connect
 
-from streamer import feed, recorder, replay, run as run_command, sources
+from core.asr import transcribe
+from streamer import feed, recorder, replay, sources
+from streamer import run as run_command
+from streamer.config import Config, override
+from streamer.segmenter import Segmenter, Utterance
 from streamer.server import FeedServer
 from streamer.session import Session
-from streamer.segmenter import Segmenter, Utterance
-from core.asr import transcribe
-from streamer.config import Config, override
+
+ROOT = Path(__file__).resolve().parents[1]
 
 HOUR_S = 3600.0
 

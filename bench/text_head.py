@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -25,10 +24,10 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 
-from core.models import Sample
-from trainer.default_head import CORPUS, HELDOUT, read_sentences, scores
 from core.labels import LABELS
+from core.models import Sample
 from core.text_e5 import NGRAMS, EncoderSpec, get_encoder
+from trainer.default_head import CORPUS, HELDOUT, read_sentences, scores
 from trainer.fit_e5_head import E5HeadFitter
 
 

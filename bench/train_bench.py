@@ -78,9 +78,9 @@ def mel_rows(args: argparse.Namespace, cuda: bool) -> list[Row]:
     import numpy as np
     import torch
 
-    from testsupport.synthetic_audio import synthetic_clip
     from core.features import MelFeatures, pad_batch
     from core.labels import LABELS
+    from testsupport.synthetic_audio import synthetic_clip
 
     rng = np.random.default_rng(0)
     clips = [synthetic_clip(LABELS[i % 4], rng, args.seconds) for i in range(args.clips)]

@@ -5,7 +5,7 @@ its output costs almost nothing at run time and needs no weights beyond the embe
 base. Whisper's encoder has heard a lot of speech, so its states carry pitch, energy and voice
 quality as well as words.
 
-Embedding: the encoder input trainer/asr.py builds for the same utterance (`encoder_input` in
+Embedding: the encoder input core/asr.py builds for the same utterance (`encoder_input` in
 the window `window_seconds` picks: with `short_window = true` a short window, else Whisper's
 30 s; the audio zero-padded before the log-mel), CTranslate2's `encode`, then the mean over the
 encoder frames that cover real audio. Whisper's two stride-2 convolutions map n feature frames
@@ -85,7 +85,7 @@ def pool_encoder_output(encoder_output: Any, feature_frames: Sequence[int]) -> n
 def whisper_embeddings(whisper: Whisper, clips: Sequence[np.ndarray], short_window: bool = True,
                        batch_size: int = 8) -> np.ndarray:
     """Mean-pooled encoder states of each 16 kHz clip, (n, d_model) float32, encoded exactly as
-    trainer/asr.py encodes an utterance (same window, same zero padding of the audio)."""
+    core/asr.py encodes an utterance (same window, same zero padding of the audio)."""
     from core.asr import encoder_input, window_seconds
 
     model = whisper.model

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 import numpy as np
-
 import torch
 from torch import nn
 

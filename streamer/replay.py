@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from core.audio import SAMPLE_RATE
-from streamer import feed, recorder
-from streamer.server import FeedServer, stop_on_signals
-from streamer.config import Config, load_config, override
 from core.errors import UserError
 from core.labels import LABELS
+from streamer import feed, recorder
+from streamer.config import Config, load_config, override
+from streamer.server import FeedServer, stop_on_signals
 
 FAST_BATCH = 200  # messages published between yields to the event loop with --fast
 

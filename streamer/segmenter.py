@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.vad import CHUNK, SAMPLE_RATE, SileroVad
+from core.audio import SAMPLE_RATE
 from streamer.config import VadConfig
+from streamer.vad import CHUNK, SileroVad
 
 UPDATE_INTERVAL_S = 1.0  # SpeechUpdate cadence while speaking
 LEVEL_WINDOW_S = 0.3  # the short-term level is the RMS of this much recent audio

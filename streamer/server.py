@@ -35,10 +35,9 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from core.errors import UserError
 from streamer import feed, recorder
 from streamer.config import ServerConfig
-from core.errors import UserError
-
 
 
 def dashboard_dir() -> Path:

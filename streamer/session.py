@@ -15,16 +15,15 @@ import asyncio
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streamer import feed, sources
-from streamer.devices import MicUnavailable
 from core.audio import SAMPLE_RATE
 from core.labels import LABELS
+from streamer import feed, sources
 from streamer.config import Config
+from streamer.devices import MicUnavailable
 from streamer.recorder import Recorder
 from streamer.segmenter import BadAudio, Utterance
 from streamer.server import FeedServer

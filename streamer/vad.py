@@ -18,8 +18,6 @@ import os
 
 import numpy as np
 
-from core.audio import SAMPLE_RATE
-
 CHUNK = 512  # samples per VAD step at 16 kHz (32 ms), fixed by the model
 CONTEXT = 64  # samples of the previous chunk the model sees in front of each chunk
 SILENCE_FLOOR = 10 ** (-100 / 20)  # peak amplitude treated as digital silence (-100 dBFS)

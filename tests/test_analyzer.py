@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer.analyzer import Analyzer
-from streamer.segmenter import Segmenter, SpeechUpdate, Utterance
-from testsupport.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, word_error_rate
 from core.asr import load_whisper
 from core.bundle import DEFAULT_BUNDLE, Sample, save_bundle
-from streamer.config import Config, override
 from core.labels import LABELS
+from streamer.analyzer import Analyzer
+from streamer.config import Config, override
+from streamer.segmenter import Segmenter, SpeechUpdate, Utterance
+from testsupport.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, word_error_rate
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

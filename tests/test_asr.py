@@ -1,4 +1,4 @@
-"""trainer/asr.py and trainer/whisper_embedded.py on the real embedded Whisper base and real speech."""
+"""core/asr.py and core/whisper_embedded.py on the real embedded Whisper base and real speech."""
 from __future__ import annotations
 
 import os
@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from testsupport.speech import SENTENCES, require_espeak, synthesize, trim, word_error_rate
 from core import whisper_embedded as embedded
 from core.asr import FULL_WINDOW_S, MIN_WINDOW_S, beam_for, judge, load_whisper, transcribe, window_seconds
 from core.config import AsrConfig
 from core.errors import UserError
+from testsupport.speech import SENTENCES, require_espeak, synthesize, trim, word_error_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.audio import SAMPLE_RATE, decode as load_audio
+from core.audio import SAMPLE_RATE
+from core.audio import decode as load_audio
 from trainer.audio_cache import AudioCache, AudioSource, DecodeJob, decode_to_cache
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.default_head import CORPUS, HELDOUT, normalise, read_sentences
 from core.labels import LABELS
+from trainer.default_head import CORPUS, HELDOUT, normalise, read_sentences
 
 MIN_PER_LABEL = 200
 MAX_IMBALANCE = 1.10  # no label more than 10% above another

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from core.labels import LABELS
 from trainer.evaluate import (
     SEED_RESULTS,
     apply_temperature,
@@ -13,7 +14,6 @@ from trainer.evaluate import (
     expected_calibration_error,
     write_reports,
 )
-from core.labels import LABELS
 
 
 def one_hot(indices, confidence=1.0):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from trainer import fixture, prepare
-from trainer.aihub import COLUMNS, RELEASES
 from core.audio import decode as load_audio
 from core.errors import UserError
 from core.labels import LABELS
+from trainer import fixture, prepare
+from trainer.aihub import COLUMNS, RELEASES
 from trainer.label_rules import decide, normalise_emotion
 from trainer.manifest import read_manifest, read_splits
 

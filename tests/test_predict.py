@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from core.labels import LABELS
 from testsupport.speech import SENTENCES, require_espeak, speak, synthesize, word_error_rate
 from trainer.__main__ import main
-from core.labels import LABELS
 
 
 @pytest.fixture(autouse=True)

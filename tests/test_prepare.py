@@ -8,10 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from trainer import prepare
 from trainer.__main__ import main
 from trainer.aihub import COLUMNS
-from core.errors import UserError
 from trainer.fixture import RATE, _wav_bytes, write_dataset
 from trainer.label_rules import decide
 from trainer.manifest import read_manifest, read_splits

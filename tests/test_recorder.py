@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer import feed, recorder
 from core.errors import UserError
+from streamer import feed, recorder
 
 
 def tone(seconds, rate=16000):

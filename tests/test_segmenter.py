@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from streamer.config import VadConfig
 from streamer.segmenter import BadAudio, Segmenter, SpeechUpdate, Utterance
 from streamer.vad import CHUNK, SileroVad
 from testsupport.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, trim
-from streamer.config import VadConfig
 
 SR = 16_000
 

@@ -10,10 +10,10 @@ import pytest_asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from streamer import feed, recorder, sources
-from streamer.server import FeedServer
-from streamer.config import ServerConfig
 from core.errors import UserError
+from streamer import feed, recorder, sources
+from streamer.config import ServerConfig
+from streamer.server import FeedServer
 
 HELLO = {"schema": 1, "labels": ["angry", "happiness", "neutral", "sadness"], "models": {}, "language": "en",
          "source": "test", "started": "2026-01-01T00:00:00+00:00", "replay": False}

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from core.errors import UserError
-from trainer.evaluate import classification_metrics
 from core.labels import LABELS
 from core.stacker import Stacker, features
+from trainer.evaluate import classification_metrics
 from trainer.stacking import fit_stacker, validate
 
 pytestmark = pytest.mark.slow  # hundreds of small cross-validated fits

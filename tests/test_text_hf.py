@@ -13,12 +13,12 @@ torch.set_num_threads(2)
 from transformers import TrainerCallback  # noqa: E402
 
 from core.bundle import load_bundle, save_bundle  # noqa: E402
-from core.errors import UserError  # noqa: E402
-from trainer.evaluate import classification_metrics  # noqa: E402
-from core.labels import LABELS  # noqa: E402
 from core.device import resolve_precision  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from core.hub import unavailable_reason  # noqa: E402
+from core.labels import LABELS  # noqa: E402
 from core.text_hf import load_tokenizer, sentencepiece_bert_tokenizer  # noqa: E402
+from trainer.evaluate import classification_metrics  # noqa: E402
 from trainer.fit_text_hf import TextHFFitter  # noqa: E402
 
 

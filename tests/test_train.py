@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.__main__ import main
 from core.audio import decode as load_audio
 from core.bundle import BundleError, Sample, load_bundle
-from trainer.config import load_config
 from core.labels import LABELS
-from trainer.manifest import read_manifest, read_splits
 from core.stacker import Stacker
+from trainer.__main__ import main
+from trainer.config import load_config
 from trainer.fitting import MODELS
+from trainer.manifest import read_manifest, read_splits
 from trainer.train import _select, unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[1]

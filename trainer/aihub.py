@@ -33,8 +33,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.audio_cache import AudioSource
 from core.errors import UserError
+from trainer.audio_cache import AudioSource
 
 RELEASES: tuple[str, ...] = ("4차년도", "5차년도", "5차년도_2차")
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import UserError
-from trainer.evaluate import expected_calibration_error
 from core.labels import LABELS
+from trainer.evaluate import expected_calibration_error
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus_ko.tsv"

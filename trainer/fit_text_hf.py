@@ -18,9 +18,9 @@ import numpy as np
 
 from core.device import PRECISIONS, pick_device, resolve_precision
 from core.errors import UserError
+from core.hub import unavailable_reason
 from core.labels import LABELS, label_indices
 from core.models import Sample, sample_texts
-from core.hub import unavailable_reason
 from core.text_hf import DEFAULT_MODEL, TOKENIZER_KINDS, HFTextClassifier, load_tokenizer
 from trainer.evaluate import macro_f1
 

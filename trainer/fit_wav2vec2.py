@@ -19,9 +19,9 @@ import torch
 from core.audio import SAMPLE_RATE
 from core.audio_wav2vec import Wav2Vec2Classifier, Windows, collate, load_pretrained, per_clip
 from core.device import pick_device, resolve_precision
+from core.hub import unavailable_reason
 from core.labels import LABELS, label_indices
 from core.models import Sample, sample_audio
-from core.hub import unavailable_reason
 from trainer.augment import AugmentSettings
 from trainer.config import Wav2Vec2TrainConfig
 from trainer.evaluate import macro_f1

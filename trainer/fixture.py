@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.aihub import COLUMNS, RELEASES
 from core.errors import UserError
 from core.labels import LABELS
+from trainer.aihub import COLUMNS, RELEASES
 from trainer.label_rules import EMOTIONS, decide
 
 RATE = 48_000  # as delivered

@@ -22,12 +22,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.aihub import RELEASES, Release, find_releases, load_release
-from trainer.audio_cache import (
-    SAMPLE_RATE, AudioCache, AudioSource, DecodeJob, DecodeResult, close_zips, decode_to_cache,
-)
 from core.errors import UserError
 from core.labels import LABELS
+from trainer.aihub import RELEASES, Release, find_releases, load_release
+from trainer.audio_cache import (
+    SAMPLE_RATE,
+    AudioCache,
+    AudioSource,
+    DecodeJob,
+    DecodeResult,
+    close_zips,
+    decode_to_cache,
+)
 from trainer.label_rules import EMOTIONS, RULES, decide, normalise_emotion, parse_intensity
 from trainer.manifest import Record, Splits, write_manifest, write_splits
 
