@@ -137,21 +137,6 @@ def mel_rows(args: argparse.Namespace, cuda: bool) -> list[Row]:
 # --- audio models ------------------------------------------------------------------------------
 
 
-def tiny_wav2vec2(folder: Path, base_size: bool = False) -> Path:
-    """A randomly initialised wav2vec 2.0 checkpoint (tiny, or wav2vec2-base's shape) in `folder`."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
-
-    if base_size:
-        config = Wav2Vec2Config()  # wav2vec2-base: 768 wide, 12 layers, 512-channel CNN front end
-    else:
-        config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                                classifier_proj_size=16)
-    Wav2Vec2ForSequenceClassification(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor().save_pretrained(folder)
-    return folder
-
-
 def whisper_head_loaded(fitter):
     fitter.head.whisper_model()  # load Whisper before the clock starts: the row measures embedding + fitting
     fitter.embed = fitter.head.embed  # and embed every fit anew, as the first fit of a run does
@@ -173,6 +158,7 @@ def fit_row(name: str, device: str, note: str, make: Callable[[], object], sampl
 
 def train_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]:
     from testsupport.synthetic_audio import synthetic_set
+    from testsupport.tiny_models import tiny_wav2vec2
     from trainer.config import ResNetTrainConfig, Wav2Vec2TrainConfig
     from trainer.fit_resnet import ResNetFitter
     from trainer.fit_wav2vec2 import Wav2Vec2Fitter
@@ -203,6 +189,7 @@ def train_rows(args: argparse.Namespace, cuda: bool, work: Path) -> list[Row]:
 
 def cuda_train_rows(args: argparse.Namespace, work: Path) -> list[Row]:
     from testsupport.synthetic_audio import synthetic_set
+    from testsupport.tiny_models import tiny_wav2vec2
     from trainer.config import ResNetTrainConfig, Wav2Vec2TrainConfig
     from trainer.fit_resnet import ResNetFitter
     from trainer.fit_wav2vec2 import Wav2Vec2Fitter

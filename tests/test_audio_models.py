@@ -107,7 +107,9 @@ def test_audio_models_say_which_samples_lack_audio_and_which_labels_are_unknown(
 def test_a_fit_after_another_accelerate_user_with_other_settings_works(data):
     """`trainer train` fits many models in one process; accelerate's global state must not leak between them."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    AcceleratorState._reset_state(reset_partial_state=True)  # whatever an earlier test left
     Accelerator(cpu=True, mixed_precision="bf16")  # as a bf16 model fitted earlier in the process would leave it
     train, y_train, _, _ = data
     fitter = ResNetFitter("resnet_mel", ResNetTrainConfig(width=4, blocks=[1], crop_s=0.5, max_epochs=1), device="cpu")
@@ -141,16 +143,9 @@ def test_resnet_learns_and_round_trips(cls, augment, data, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_wav2vec2(tmp_path_factory):
     """A randomly initialised, tiny wav2vec 2.0 saved like a downloaded checkpoint (no network)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+    from testsupport.tiny_models import tiny_wav2vec2
 
-    folder = tmp_path_factory.mktemp("tiny-wav2vec2")
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                            classifier_proj_size=16, vocab_size=8)
-    Wav2Vec2ForSequenceClassification(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor().save_pretrained(folder)
-    return folder
+    return tiny_wav2vec2(tmp_path_factory.mktemp("tiny-wav2vec2"))
 
 
 @pytest.mark.slow

@@ -31,28 +31,9 @@ LABELLED = [label for label in LABELS for _ in SENTENCES[label]]
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A local folder transformers loads like a hub model: config, weights and tokenizer."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from testsupport.tiny_models import tiny_bert
 
-    folder = tmp_path_factory.mktemp("tiny_e5")
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator([PREFIX + t for t in TEXTS], trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[(s, tok.token_to_id(s)) for s in ("[CLS]", "[SEP]")]
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
-    ).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
+    return tiny_bert(tmp_path_factory.mktemp("tiny_e5"), [PREFIX + t for t in TEXTS], hidden=32, layers=2)
 
 
 def test_transformers_backend_is_the_e5_recipe(tiny_model):

@@ -18,6 +18,7 @@ from core.errors import UserError  # noqa: E402
 from core.hub import unavailable_reason  # noqa: E402
 from core.labels import LABELS  # noqa: E402
 from core.text_hf import load_tokenizer, sentencepiece_bert_tokenizer  # noqa: E402
+from testsupport.tiny_models import tiny_bert  # noqa: E402
 from trainer.evaluate import classification_metrics  # noqa: E402
 from trainer.fit_text_hf import TextHFFitter  # noqa: E402
 
@@ -25,26 +26,6 @@ from trainer.fit_text_hf import TextHFFitter  # noqa: E402
 @pytest.fixture(scope="module")
 def data(prepared_fixture):
     return split_samples(prepared_fixture, audio=False)
-
-
-def tiny_bert(folder: Path, texts: list[str]) -> Path:
-    """A randomly initialised one-layer BERT and a WordPiece tokenizer trained on `texts`."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.NFC()
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
-    backend.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
-    config = BertConfig(vocab_size=backend.get_vocab_size(), hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
-                        intermediate_size=128, max_position_embeddings=64)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    return folder
 
 
 def fitter(model_dir: Path, **overrides) -> TextHFFitter:

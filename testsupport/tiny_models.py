@@ -15,7 +15,14 @@ def tiny_bert(folder: Path, texts: list[str], *, hidden: int = 64, layers: int =
     cleaning stands between decomposed jamo and the vocabulary (the model contract test uses it).
     """
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -36,15 +43,23 @@ def tiny_bert(folder: Path, texts: list[str], *, hidden: int = 64, layers: int =
     return folder
 
 
-def tiny_wav2vec2(folder: Path) -> Path:
-    """A two-layer wav2vec 2.0 with its feature extractor, in `folder`."""
+def tiny_wav2vec2(folder: Path, base_size: bool = False) -> Path:
+    """A two-layer wav2vec 2.0 (or one of wav2vec2-base's shape, for GPU benches) with its feature
+    extractor, in `folder`."""
     import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForSequenceClassification,
+    )
 
     torch.manual_seed(0)
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                            classifier_proj_size=16, vocab_size=8)
+    if base_size:
+        config = Wav2Vec2Config()  # wav2vec2-base: 768 wide, 12 layers, 512-channel CNN front end
+    else:
+        config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                                classifier_proj_size=16, vocab_size=8)
     Wav2Vec2ForSequenceClassification(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor().save_pretrained(folder)
     return folder

@@ -9,10 +9,16 @@ from typing import Sequence
 
 import torch
 
-from core.audio_resnet import ResNetMel, ResNetMfcc, ResNetSettings, crop_samples, predict_windows
+from core.audio_resnet import (
+    ResNetMel,
+    ResNetMfcc,
+    ResNetSettings,
+    crop_samples,
+    predict_windows,
+)
 from core.features import FeatureSettings
-from core.labels import LABELS, label_indices
-from core.models import Sample, sample_audio
+from core.labels import LABELS
+from core.models import Sample
 from trainer.augment import AugmentSettings
 from trainer.config import NetworkTraining, ResNetTrainConfig
 from trainer.evaluate import macro_f1
@@ -49,18 +55,14 @@ class ResNetFitter:
             eval_set: tuple[Sequence[Sample], Sequence[str]] | None = None) -> ResNetMel:
         """Train from scratch. Early stopping uses `eval_set`, else a stratified
         `val_fraction` of the given samples (then not trained on)."""
-        from trainer.network_training import CropDataset, split_validation, train_network
+        from trainer.network_training import (
+            CropDataset,
+            audio_and_validation,
+            train_network,
+        )
 
         network, training = self.network, self.training
-        waves, targets = sample_audio(samples), label_indices(y).tolist()
-        if len(waves) != len(targets):
-            raise ValueError(f"{len(waves)} samples but {len(targets)} labels")
-        if eval_set is not None:
-            val_waves, val_y = sample_audio(eval_set[0]), label_indices(eval_set[1]).tolist()
-        else:
-            train_idx, val_idx = split_validation(targets, training.val_fraction, self.seed)
-            val_waves, val_y = [waves[i] for i in val_idx], [targets[i] for i in val_idx]
-            waves, targets = [waves[i] for i in train_idx], [targets[i] for i in train_idx]
+        waves, targets, val_waves, val_y = audio_and_validation(samples, y, eval_set, training.val_fraction, self.seed)
 
         net, features = self.cls.build_network(network, self.features)
         crop = crop_samples(network, features)

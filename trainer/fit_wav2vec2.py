@@ -17,11 +17,17 @@ import numpy as np
 import torch
 
 from core.audio import SAMPLE_RATE
-from core.audio_wav2vec import Wav2Vec2Classifier, Windows, collate, load_pretrained, per_clip
+from core.audio_wav2vec import (
+    Wav2Vec2Classifier,
+    Windows,
+    collate,
+    load_pretrained,
+    per_clip,
+)
 from core.device import pick_device, resolve_precision
 from core.hub import unavailable_reason
-from core.labels import LABELS, label_indices
-from core.models import Sample, sample_audio
+from core.labels import LABELS
+from core.models import Sample
 from trainer.augment import AugmentSettings
 from trainer.config import Wav2Vec2TrainConfig
 from trainer.evaluate import macro_f1
@@ -68,17 +74,11 @@ class Wav2Vec2Fitter:
         """Fine-tune from the checkpoint; early stopping on `eval_set` or a held-out fraction."""
         from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
-        from trainer.network_training import class_weights, split_validation
+        from trainer.network_training import audio_and_validation, class_weights
 
         s = self.config
         crop = int(round(s.crop_s * SAMPLE_RATE))
-        waves, targets = sample_audio(samples), label_indices(y).tolist()
-        if eval_set is not None:
-            val_waves, val_y = sample_audio(eval_set[0]), label_indices(eval_set[1]).tolist()
-        else:
-            train_idx, val_idx = split_validation(targets, s.val_fraction, self.seed)
-            val_waves, val_y = [waves[i] for i in val_idx], [targets[i] for i in val_idx]
-            waves, targets = [waves[i] for i in train_idx], [targets[i] for i in train_idx]
+        waves, targets, val_waves, val_y = audio_and_validation(samples, y, eval_set, s.val_fraction, self.seed)
 
         torch.manual_seed(self.seed)
         model, extractor = load_pretrained(s.checkpoint, LABELS)

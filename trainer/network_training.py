@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +53,24 @@ def split_validation(y: Sequence[int], fraction: float, seed: int) -> tuple[np.n
     stratify = y if can_stratify else None
     train, val = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
     return np.sort(train), np.sort(val)
+
+
+def audio_and_validation(samples: Sequence[Any], y: Sequence[str], eval_set: tuple[Sequence[Any], Sequence[str]] | None,
+                         fraction: float, seed: int) -> tuple[list[np.ndarray], list[int], list[np.ndarray], list[int]]:
+    """(train waves, train targets, validation waves, validation targets) for an audio fitter: the
+    given eval_set for early stopping, else a stratified `fraction` of the samples held out (and then
+    not trained on)."""
+    from core.labels import label_indices
+    from core.models import sample_audio
+
+    waves, targets = sample_audio(samples), label_indices(y).tolist()
+    if len(waves) != len(targets):
+        raise ValueError(f"{len(waves)} samples but {len(targets)} labels")
+    if eval_set is not None:
+        return waves, targets, sample_audio(eval_set[0]), label_indices(eval_set[1]).tolist()
+    train_idx, val_idx = split_validation(targets, fraction, seed)
+    return ([waves[i] for i in train_idx], [targets[i] for i in train_idx],
+            [waves[i] for i in val_idx], [targets[i] for i in val_idx])
 
 
 def class_weights(y: Sequence[int], n_classes: int) -> torch.Tensor:
