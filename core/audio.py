@@ -137,3 +137,19 @@ def decode(source: Source, *, mono: bool = True) -> np.ndarray:
     if chunks:
         return np.concatenate(chunks)
     return np.zeros(0 if mono else (0, 1), dtype=np.float32)
+
+
+def duration_s(source: Source) -> float | None:
+    """The length the container says it has, in seconds, without decoding (None when it does not
+    say, or cannot be opened: decoding will then tell what is wrong)."""
+    try:
+        container = _open(source)
+    except AudioError:
+        return None
+    with container:
+        if container.duration is not None:
+            return container.duration / 1_000_000  # av.time_base: microseconds
+        streams = container.streams.audio
+        if streams and streams[0].duration is not None and streams[0].time_base is not None:
+            return float(streams[0].duration * streams[0].time_base)
+    return None

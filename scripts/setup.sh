@@ -36,5 +36,5 @@ apt_install libportaudio2
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip >/dev/null
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
-if [ $dev = 1 ]; then "${pip[@]}" install -e ".[dev]"; else "${pip[@]}" install -e .; fi
+if [ $dev = 1 ]; then "${pip[@]}" install -e ".[dev,cluster]"; else "${pip[@]}" install -e .; fi
 echo "setup: done (.venv ready)"

@@ -74,6 +74,7 @@ class Analyzer:
         self.config = config
         self.whisper = whisper or load_whisper(config.asr)
         bundle = bundle or load_bundle(config.emotion.bundle, device=config.emotion.device)
+        self._bundle = bundle
         self._timed = {role: _Timed(model) for role, model in bundle.models.items()}
         stacker = None
         if bundle.stacker is not None:
@@ -84,6 +85,12 @@ class Analyzer:
         self.filtered: Counter[str] = Counter()  # utterances without a message, by reason
         self.analyzed = 0  # utterances that produced a message
         self._last_partial_text: tuple[int, float] = (0, 0.0)  # (utterance id, stream time) of the last interim text
+
+    def sibling(self) -> "Analyzer":
+        """An analyzer for another session on the same loaded models, with counters of its own. Run
+        the siblings' calls on one thread (Session's `models_thread`): the models are not all
+        thread-safe."""
+        return Analyzer(self.config, whisper=self.whisper, bundle=self._bundle)
 
     @property
     def has_audio_model(self) -> bool:

@@ -55,7 +55,10 @@ class Session:
         *,
         server: FeedServer | None = None,
         recorder: Recorder | None = None,
+        models_thread: ThreadPoolExecutor | None = None,
     ) -> None:
+        """`models_thread`: the one-thread executor that runs the analyzer, when sessions share the
+        models (several files or rooms in one process); by default a session has its own."""
         self.config = config
         self.source = source
         self.segmenter = segmenter
@@ -73,7 +76,8 @@ class Session:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._vad = ThreadPoolExecutor(1, thread_name_prefix="vad")
-        self._asr = ThreadPoolExecutor(1, thread_name_prefix="analyzer")
+        self._own_models_thread = models_thread is None
+        self._asr = models_thread or ThreadPoolExecutor(1, thread_name_prefix="analyzer")
         if server is not None and isinstance(source, sources.BrowserSource):
             server.browser = source
 
@@ -248,4 +252,5 @@ class Session:
         if self.recorder is not None:
             self.recorder.close(summary)
         self._vad.shutdown(wait=False, cancel_futures=True)
-        self._asr.shutdown(wait=False, cancel_futures=True)
+        if self._own_models_thread:
+            self._asr.shutdown(wait=False, cancel_futures=True)

@@ -102,8 +102,8 @@ class FrameQueue:
         self._changed.set()
 
 
-def decode_file(path: Path) -> Iterator[np.ndarray]:
-    """Any file FFmpeg reads, as ~1 s chunks of 16 kHz mono float32 (core/audio.py)."""
+def decode_file(path: audio.Source) -> Iterator[np.ndarray]:
+    """Any file FFmpeg reads (a path or its bytes), as ~1 s chunks of 16 kHz mono float32 (core/audio.py)."""
     try:
         yield from audio.stream(path)
     except audio.AudioError as exc:
