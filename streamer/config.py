@@ -25,7 +25,8 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = setting(8765, min=0, max=65535)  # 0 = any free port
-    token: str = ""  # required (non-empty) whenever host is not a loopback address
+    token: str = ""  # required (16 characters or more) whenever host is not a loopback address
+    allowed_hosts: list[str] = setting(default_factory=list)  # names the daemon answers to besides loopback and host
     max_message_bytes: int = setting(262_144, min=1024, max=64 * 2**20)  # cap on any frame a client sends
     client_queue: int = setting(512, min=16, max=1_000_000)  # messages waiting per client before a slow client is dropped
     ping_interval_s: float = setting(20.0, above=0.0, max=3600.0)

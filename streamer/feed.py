@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import time
 from collections import deque
@@ -26,7 +27,8 @@ from typing import Any, Callable
 
 SCHEMA = 1
 NUMBERED = ("utterance", "partial", "status", "error", "session_end")
-END_REASONS = ("source ended", "source failed", "shutdown", "recording cut off")
+END_REASONS = ("source ended", "source failed", "shutdown", "recording cut off", "failed")
+SINCE = re.compile(r"[0-9]{1,15}")
 
 
 def new_session_id(now: datetime | None = None) -> str:
@@ -155,7 +157,7 @@ def parse_since(values: list[str]) -> int | None:
     if not values:
         return None
     raw = values[-1]
-    if not raw.isdigit():
+    if not SINCE.fullmatch(raw):  # ASCII digits only: str.isdigit() takes "１２" and "²" too
         raise ValueError(f"since={raw!r} is not a whole number; reconnect with since=N, N the last seq you received (0 = from the start)")
     return int(raw)
 
@@ -168,6 +170,8 @@ def answer(text: str | bytes) -> tuple[str, dict[str, Any]]:
         message = json.loads(text)
     except json.JSONDecodeError as exc:
         return "error", error_body("bad_frame", f"frame is not valid JSON ({exc.msg} at character {exc.pos}); send a JSON object such as {{\"type\": \"ping\"}}")
+    except (RecursionError, ValueError):  # nesting deeper than the parser goes; a number of thousands of digits
+        return "error", error_body("bad_frame", "frame is JSON too deeply nested or with a number too long to read; send a small JSON object such as {\"type\": \"ping\"}")
     if not isinstance(message, dict):
         return "error", error_body("bad_frame", f"frame is JSON {type(message).__name__}, not an object; send {{\"type\": \"ping\"}}")
     if message.get("type") == "ping":
@@ -179,11 +183,17 @@ def answer(text: str | bytes) -> tuple[str, dict[str, Any]]:
 class Subscriber:
     """One client's position in the log and the policy that drops it when it falls behind.
 
-    `limit` (server.client_queue) bounds how many messages may wait for this client that were
-    published after it connected, plus its pending replies. The backlog it asked for with
-    `since` does not count, so a dashboard can resume a long session from the start; but while it
-    reads that backlog, new messages keep counting, so a client that stops reading is dropped
-    after `limit` more messages whatever it asked for.
+    A message is *delivered* once the client's machine has it: its bytes have left this process's
+    buffers and the kernel's send queue (the client's TCP acknowledged them). `limit`
+    (server.client_queue) bounds how many messages published after the client connected may wait
+    undelivered, plus its pending replies: whatever sits in the log, in the connection's write buffer
+    or in the socket, all of it counts, so a client that stops reading is dropped after `limit` more
+    messages, not after the megabytes the socket buffers would hold. The backlog it asked for with
+    `since` does not count, so a dashboard can resume a long session from the start.
+
+    `sent` is the last numbered message handed to the connection: frames leave in order, so a close
+    frame sent after it follows every message up to `sent` and none after, and "reconnect with
+    ?since=`sent`" loses nothing.
     """
 
     cursor: int
@@ -191,14 +201,19 @@ class Subscriber:
     limit: int
     replies: deque[str] = field(default_factory=deque)
     dropped: bool = False
+    sent: int = 0
+    delivered: int = 0
+    written_bytes: int = 0
+    in_flight: deque[tuple[int, int]] = field(default_factory=deque)  # (seq, bytes written once its frame was)
 
     @classmethod
     def at(cls, log: SessionLog, since: int | None, limit: int) -> "Subscriber":
         head = log.head
-        return cls(cursor=head if since is None else since, joined=head, limit=limit)
+        start = head if since is None else since
+        return cls(cursor=start, joined=head, limit=limit, sent=start, delivered=start)
 
     def pending(self, head: int) -> int:
-        return max(head - max(self.cursor, self.joined), 0) + len(self.replies)
+        return max(head - max(self.delivered, self.joined), 0) + len(self.replies)
 
     def overflowed(self, head: int) -> bool:
         """True once the client is too far behind; it is then dropped for good."""
@@ -206,14 +221,26 @@ class Subscriber:
             self.dropped = True
         return self.dropped
 
-    def take(self, log: SessionLog, limit: int = 64) -> list[str]:
-        """The next frames to send, replies first; advances the cursor past what it returns."""
-        out: list[str] = []
+    def take(self, log: SessionLog, limit: int = 64) -> list[tuple[int | None, str]]:
+        """The next frames to send as (seq, text), replies (seq None) first; advances the cursor."""
+        out: list[tuple[int | None, str]] = []
         while self.replies and len(out) < limit:
-            out.append(self.replies.popleft())
+            out.append((None, self.replies.popleft()))
         if len(out) < limit:
             entries = log.after(self.cursor, limit - len(out))
             if entries:
                 self.cursor = entries[-1].seq
-            out.extend(entry.text for entry in entries)
+            out.extend((entry.seq, entry.text) for entry in entries)
         return out
+
+    def wrote(self, seq: int | None, size: int) -> None:
+        """A frame of `size` bytes (a numbered message, or a reply) was written to the connection."""
+        self.written_bytes += size
+        if seq is not None:
+            self.in_flight.append((seq, self.written_bytes))
+
+    def acknowledged(self, unacknowledged_bytes: int) -> None:
+        """Everything written but the last `unacknowledged_bytes` has reached the client's machine."""
+        acked = self.written_bytes - unacknowledged_bytes
+        while self.in_flight and self.in_flight[0][1] <= acked:
+            self.delivered = self.in_flight.popleft()[0]

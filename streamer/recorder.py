@@ -6,7 +6,7 @@
 
 A WAV header holds the data size, which is unknown until the end. The writer rewrites the size
 fields every `SYNC_S` seconds of audio, so after a `kill -9` the header is at most that far
-behind the file; readers (`read_audio`, `wav_bytes`) trust the file size over a stale header.
+behind the file; readers (`read_audio`, streamer/ranges.py) trust the file size over a stale header.
 feed.jsonl is flushed to the OS after every line: a killed process loses no line it wrote, at
 worst a power cut loses the tail (no fsync per message, which would cost more than the message).
 """
@@ -28,7 +28,7 @@ SYNC_S = 0.5
 HEADER_BYTES = 44
 
 
-def _header(data_bytes: int, rate: int = SAMPLE_RATE) -> bytes:
+def wav_header(data_bytes: int, rate: int = SAMPLE_RATE) -> bytes:
     return (
         b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
         + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
@@ -41,7 +41,7 @@ class WavWriter:
 
     def __init__(self, path: Path) -> None:
         self._file: BinaryIO = open(path, "wb")
-        self._file.write(_header(0))
+        self._file.write(wav_header(0))
         self.samples = 0
         self._synced = 0
 
@@ -68,7 +68,7 @@ class WavWriter:
             self._file.close()
 
 
-def _data_span(path: Path) -> tuple[int, int]:
+def data_span(path: Path) -> tuple[int, int]:
     """(offset, length) of the PCM16 data, taking the file's real size over its header's."""
     with open(path, "rb") as f:
         head = f.read(4096)
@@ -93,7 +93,7 @@ def _data_span(path: Path) -> tuple[int, int]:
 def pcm16(path: str | Path) -> np.ndarray:
     """A recorded audio.wav's samples as int16, mapped rather than read: an hour is 115 MB."""
     path = Path(path)
-    start, length = _data_span(path)
+    start, length = data_span(path)
     if length == 0:
         return np.zeros(0, dtype="<i2")
     return np.memmap(path, dtype="<i2", mode="r", offset=start, shape=(length // 2,))
@@ -102,16 +102,6 @@ def pcm16(path: str | Path) -> np.ndarray:
 def read_audio(path: str | Path) -> np.ndarray:
     """A recorded audio.wav as float32 16 kHz, repaired from the file size if it was cut off."""
     return pcm16(path).astype(np.float32) / 32768.0
-
-
-def wav_bytes(path: str | Path) -> bytes:
-    """The file's bytes with a header that matches them, for players that trust the header."""
-    path = Path(path)
-    start, length = _data_span(path)
-    raw = path.read_bytes()
-    if start != HEADER_BYTES:
-        return raw  # not our layout; served as it is
-    return _header(length) + raw[start : start + length]
 
 
 def read_feed(folder: str | Path) -> list[dict[str, Any]]:

@@ -16,10 +16,11 @@ from typing import Any
 from core.audio import SAMPLE_RATE
 from core.errors import UserError
 from streamer import feed, sources
+from streamer.access import check_exposure
 from streamer.config import Config, load_config, override
 from streamer.devices import MicUnavailable
 from streamer.recorder import Recorder
-from streamer.server import FeedServer, check_exposure, stop_on_signals
+from streamer.server import FeedServer, stop_on_signals
 from streamer.session import Session
 
 

@@ -10,22 +10,25 @@
   `web/` (nothing outside it: no `..`, no symlink out, no dot files) and `/api/sessions...` for
   recorded sessions.
 
-Security: off loopback a token is required to start at all; when a token is set, `/ws`, `/mic`
-and `/api/` need `?token=`. The dashboard's static files stay public so the page can load and
-carry its own `?token=` into its requests. A browser's Origin must match the Host it talks to,
-so a web page from elsewhere cannot read a live session through the user's browser.
+Security (streamer/access.py): off loopback a token is required to start at all; every request's
+Host must be a name the daemon answers to and a browser's Origin must be the daemon itself, so a
+web page from elsewhere cannot read a live session through the user's browser; with a token set,
+`/ws`, `/mic` and `/api/` need `?token=`. Recordings are served from their files a range at a time
+(streamer/ranges.py).
 """
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import hmac
+import fcntl
 import http
-import ipaddress
 import json
 import logging
 import re
 import signal
+import socket
+import struct
+import termios
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -36,7 +39,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from core.errors import UserError
-from streamer import feed, recorder
+from streamer import feed, ranges, recorder
+from streamer.access import check_exposure, reachable_hosts, refusal
 from streamer.config import ServerConfig
 
 
@@ -67,25 +71,9 @@ CONTENT_TYPES = {
 }
 SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TOO_SLOW = 1008  # policy violation: the client fell server.client_queue messages behind
+DROP_GRACE_S = 10.0  # a dropped client has this long to read what was sent and the close frame
+FEED_SNDBUF = 1 << 16  # a feed socket's kernel send buffer: bounds what waits there for a slow client
 log = logging.getLogger("streamer.server")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name other than localhost may resolve to anything
-
-
-def check_exposure(config: ServerConfig) -> None:
-    """Refuse to serve a session to the network without a token."""
-    if not is_loopback(config.host) and not config.token:
-        raise UserError(
-            f"server.host is {config.host!r}, which other machines can reach, and server.token is empty; "
-            "set server.token in the config file (clients then add ?token=...), or use --host 127.0.0.1"
-        )
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -117,6 +105,8 @@ class FeedServer:
         self.browser: Any = None  # the session's BrowserSource while it accepts /mic
         self._clients: dict[ServerConnection, tuple[feed.Subscriber, asyncio.Event]] = {}
         self._server: Server | None = None
+        self._hosts = reachable_hosts(config)
+        self._downloads = asyncio.Semaphore(ranges.FULL_AT_ONCE)
         self.dropped_clients = 0
         log_.listen(self._on_entry)
 
@@ -158,6 +148,7 @@ class FeedServer:
         for ws, (sub, wake) in list(self._clients.items()):
             if sub.dropped:
                 continue
+            sub.acknowledged(_unacknowledged_bytes(ws))
             if sub.overflowed(self.log.head):
                 self._drop(ws, sub)
             else:
@@ -165,7 +156,7 @@ class FeedServer:
 
     def _drop(self, ws: ServerConnection, sub: feed.Subscriber) -> None:
         self.dropped_clients += 1
-        reason = f"too slow: over {sub.limit} messages behind (server.client_queue); reconnect with ?since={sub.cursor}"
+        reason = f"too slow: over {sub.limit} messages behind (server.client_queue); reconnect with ?since={sub.sent}"
         log.warning("dropping %s: %s", ws.remote_address, reason)
         asyncio.get_running_loop().create_task(_close_or_abort(ws, TOO_SLOW, reason))
 
@@ -190,6 +181,7 @@ class FeedServer:
         if problem:
             sub.replies.append(self.log.reply("error", feed.error_body("bad_since", problem)))
         wake = asyncio.Event()
+        _limit_send_buffer(ws)
         self._clients[ws] = (sub, wake)
         sender = asyncio.create_task(self._send_loop(ws, sub, wake))
         try:
@@ -214,8 +206,13 @@ class FeedServer:
                     wake.clear()
                     await wake.wait()
                     continue
-                for text in batch:
+                for seq, text in batch:
+                    if sub.dropped:
+                        return  # the close frame goes right after the last frame handed over
+                    if seq is not None:
+                        sub.sent = seq  # the frame is in the connection once send() starts waiting
                     await ws.send(text)
+                    sub.wrote(seq, _frame_bytes(text))
         except ConnectionClosed:
             pass
 
@@ -245,26 +242,17 @@ class FeedServer:
         path = url.path
         query = parse_qs(url.query)
         upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
-        if path in ("/ws", "/mic") or path.startswith("/api/"):
-            refusal = self._refuse(request, query)
-            if refusal:
-                return _text(ws, *refusal)
+        guarded = path in ("/ws", "/mic") or path.startswith("/api/")
+        refused = refusal(request.headers, query, self.config, self._hosts, self.port, needs_token=guarded)
+        if refused:
+            return _text(ws, *refused)
+        if guarded:
             if path.startswith("/api/"):
                 return await self._api(ws, path, request.headers.get("Range"))
             return None if upgrade else _text(ws, 426, f"{path} is a WebSocket endpoint; connect with ws://")
         if upgrade:
             return _text(ws, 404, f"no WebSocket endpoint at {path}; the feed is /ws, the browser microphone /mic")
         return await self._static(ws, path)
-
-    def _refuse(self, request: Request, query: dict[str, list[str]]) -> tuple[int, str] | None:
-        origin = request.headers.get("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("Host", ""):
-            return 403, f"requests from the page at {origin} are refused: open the dashboard from this server"
-        if self.config.token:
-            given = query.get("token", [""])[-1]
-            if not hmac.compare_digest(given.encode(), self.config.token.encode()):
-                return 401, "missing or wrong token: add ?token=... (the server's server.token)"
-        return None
 
     async def _static(self, ws: ServerConnection, path: str) -> Response:
         file = _web_file(self.web_dir, path)
@@ -283,12 +271,39 @@ class FeedServer:
             folder = self._session_folder(parts[1])
             if folder is None:
                 return _text(ws, 404, f"no recorded session {parts[1]!r}; GET /api/sessions lists them")
+            file = folder / parts[2]
+            if file.is_symlink() or not file.is_file():  # a link in a session folder may point anywhere
+                return _text(ws, 404, f"recorded session {parts[1]!r} has no {parts[2]}")
             if parts[2] == "audio.wav":
-                body = await asyncio.to_thread(recorder.wav_bytes, folder / "audio.wav")
-                return _ranged(ws, body, "audio/wav", byte_range)
-            body = await asyncio.to_thread((folder / "feed.jsonl").read_bytes)
+                return await self._audio(ws, file, byte_range)
+            body = await asyncio.to_thread(file.read_bytes)
             return _body(ws, body, "application/x-ndjson; charset=utf-8")
         return _text(ws, 404, "unknown API path; the API is /api/sessions, /api/sessions/ID/feed.jsonl and /api/sessions/ID/audio.wav")
+
+    async def _audio(self, ws: ServerConnection, path: Path, byte_range: str | None) -> Response:
+        """A recording, a range at a time from the file (streamer/ranges.py)."""
+        wav = await asyncio.to_thread(ranges.WavFile.open, path)
+        try:
+            span = ranges.requested(byte_range, wav.size)
+        except ranges.BadRange as exc:
+            response = _text(ws, 416, str(exc))
+            response.headers["Content-Range"] = f"bytes */{wav.size}"
+            return response
+        if span is None:
+            if self._downloads.locked():
+                response = _text(ws, 503, "other downloads of recordings are in progress; retry in a few seconds")
+                response.headers["Retry-After"] = "5"
+                return response
+            async with self._downloads:
+                body = await asyncio.to_thread(wav.read, 0, wav.size - 1)
+            response = _body(ws, body, "audio/wav")
+        else:
+            first, last = span
+            body = await asyncio.to_thread(wav.read, first, last)
+            response = _body(ws, body, "audio/wav", status=(206, "Partial Content"))
+            response.headers["Content-Range"] = f"bytes {first}-{last}/{wav.size}"
+        response.headers["Accept-Ranges"] = "bytes"
+        return response
 
     def _session_folder(self, session_id: str) -> Path | None:
         """Only the name of a session folder that exists right under the record dir."""
@@ -321,26 +336,6 @@ def _text(ws: ServerConnection, status: int, text: str) -> Response:
     return ws.respond(http.HTTPStatus(status), text + "\n")
 
 
-def _ranged(ws: ServerConnection, body: bytes, content_type: str, byte_range: str | None) -> Response:
-    """Honour one `Range: bytes=...` (an <audio> element seeks with them); anything else gets it all."""
-    match = re.fullmatch(r"bytes=(\d*)-(\d*)", (byte_range or "").strip())
-    if not match or match.groups() == ("", ""):
-        response = _body(ws, body, content_type)
-        response.headers["Accept-Ranges"] = "bytes"
-        return response
-    first, last = match.groups()
-    size = len(body)
-    start = int(first) if first else max(size - int(last), 0)
-    end = min(int(last), size - 1) if first and last else size - 1
-    if start >= size or start > end:
-        response = _text(ws, 416, f"range {byte_range} is outside the {size} bytes")
-        response.headers["Content-Range"] = f"bytes */{size}"
-        return response
-    response = _body(ws, body[start : end + 1], content_type, status=(206, "Partial Content"))
-    response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return response
-
-
 def _body(ws: ServerConnection, body: bytes, content_type: str, status: tuple[int, str] = (200, "OK")) -> Response:
     headers = Headers(
         [
@@ -355,10 +350,39 @@ def _body(ws: ServerConnection, body: bytes, content_type: str, status: tuple[in
     return Response(*status, headers, body)
 
 
+def _frame_bytes(text: str) -> int:
+    """Bytes of the unmasked server-to-client frame that carries `text` (RFC 6455 5.2)."""
+    size = len(text.encode("utf-8"))
+    return size + (2 if size < 126 else 4 if size < 1 << 16 else 10)
+
+
+def _unacknowledged_bytes(ws: ServerConnection) -> int:
+    """What this side still holds for the client: the connection's write buffer and the kernel's
+    unacknowledged send queue (Linux SIOCOUTQ; elsewhere only the write buffer is known)."""
+    transport = ws.transport
+    held = transport.get_write_buffer_size() if transport is not None else 0
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None and hasattr(termios, "TIOCOUTQ"):
+        try:
+            held += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        except OSError:
+            pass  # the socket is closing
+    return held
+
+
+def _limit_send_buffer(ws: ServerConnection) -> None:
+    """A small fixed kernel send buffer for a feed client: the kernel otherwise grows it to megabytes
+    for a client that does not read, and all of that would wait before anyone noticed."""
+    sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, FEED_SNDBUF)
+
+
 async def _close_or_abort(ws: ServerConnection, code: int, reason: str) -> None:
-    """Close politely if the client still reads; a client that does not gets its TCP connection cut."""
+    """Close politely: a client that reads on gets every frame sent and then the close frame (with
+    the `since` to resume from); one that still reads nothing after DROP_GRACE_S is cut off."""
     try:
-        async with asyncio.timeout(1.0):
+        async with asyncio.timeout(DROP_GRACE_S):
             await ws.close(code, reason[:120])
     except (TimeoutError, ConnectionClosed):
         pass

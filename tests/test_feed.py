@@ -80,10 +80,10 @@ def test_messages_are_strict_json():
 def test_resume_sends_exactly_what_follows_since():
     log, _ = make_log(10)
     sub = feed.Subscriber.at(log, since=4, limit=100)
-    got = [json.loads(text)["seq"] for text in sub.take(log, limit=1000)]
+    got = [json.loads(text)["seq"] for _, text in sub.take(log, limit=1000)]
     assert got == list(range(5, 11))
     log.publish("status", {})
-    assert [json.loads(t)["seq"] for t in sub.take(log)] == [11]
+    assert [json.loads(t)["seq"] for _, t in sub.take(log)] == [11]
     assert sub.take(log) == []
 
 
@@ -92,7 +92,7 @@ def test_without_since_only_live_messages_arrive():
     sub = feed.Subscriber.at(log, since=None, limit=100)
     assert sub.take(log) == []
     log.publish("status", {})
-    assert [json.loads(t)["seq"] for t in sub.take(log)] == [6]
+    assert [json.loads(t)["seq"] for _, t in sub.take(log)] == [6]
 
 
 def test_a_cursor_beyond_the_head_waits_for_the_log_to_reach_it():
@@ -102,7 +102,7 @@ def test_a_cursor_beyond_the_head_waits_for_the_log_to_reach_it():
     seen = []
     for _ in range(6):
         log.publish("status", {})
-        seen += [json.loads(t)["seq"] for t in sub.take(log)]
+        seen += [json.loads(t)["seq"] for _, t in sub.take(log)]
     assert seen == [8, 9]
 
 
@@ -116,9 +116,9 @@ def test_random_interleaving_of_publish_and_take_loses_and_repeats_nothing():
         if rng.random() < 0.5:
             log.publish("status", {})
         since = rng.choice(list(subs))
-        received[since] += [json.loads(t)["seq"] for t in subs[since].take(log, limit=rng.randint(1, 5))]
+        received[since] += [seq for seq, _ in subs[since].take(log, limit=rng.randint(1, 5))]
     for since, sub in subs.items():
-        received[since] += [json.loads(t)["seq"] for t in sub.take(log, limit=100_000)]
+        received[since] += [seq for seq, _ in sub.take(log, limit=100_000)]
         first = heads[since] if since is None else since
         assert received[since] == list(range(first + 1, log.head + 1)), since
 
@@ -127,7 +127,7 @@ def test_replies_go_first_and_count_against_the_limit():
     log, _ = make_log(2)
     sub = feed.Subscriber.at(log, since=0, limit=3)
     sub.replies.append(log.reply("hello", {}))
-    out = [json.loads(t) for t in sub.take(log)]
+    out = [json.loads(t) for _, t in sub.take(log)]
     assert [m["type"] for m in out] == ["hello", "status", "status"]
     for _ in range(4):
         sub.replies.append(log.reply("error", {}))
@@ -152,7 +152,32 @@ def test_a_client_that_keeps_up_never_overflows():
     for _ in range(100):
         log.publish("status", {})
         assert not sub.overflowed(log.head)
-        sub.take(log)
+        for seq, text in sub.take(log):
+            sub.wrote(seq, len(text))
+        sub.acknowledged(0)
+
+
+def test_messages_taken_but_still_in_the_socket_count_until_the_client_has_them():
+    """What the connection and the kernel still hold for a client is not delivered: a client that
+    stops reading while its socket buffers fill is dropped after `limit` messages, not megabytes."""
+    log, _ = make_log()
+    sub = feed.Subscriber.at(log, since=None, limit=3)
+    sizes = []
+    for _ in range(3):
+        log.publish("status", {})
+        for seq, text in sub.take(log):
+            sub.wrote(seq, len(text))
+            sizes.append(len(text))
+    assert sub.sent == 0 and sub.cursor == 3  # the server sets `sent` as it hands frames over
+    sub.acknowledged(sum(sizes))  # nothing has reached the client yet
+    assert sub.delivered == 0 and sub.pending(log.head) == 3
+    sub.acknowledged(sizes[2])  # the first two arrived
+    assert sub.delivered == 2 and sub.pending(log.head) == 1
+    for _ in range(2):
+        log.publish("status", {})
+    assert not sub.overflowed(log.head)  # 3 undelivered: the limit; a 4th is too many
+    log.publish("status", {})
+    assert sub.overflowed(log.head)
 
 
 @pytest.mark.parametrize("raw", ["-1", "abc", "1.5", ""])

@@ -49,11 +49,14 @@ def test_a_file_cut_off_mid_write_is_read_from_its_size(tmp_path):
     with open(crashed, "ab") as f:
         f.write(b"\x01")  # and half a sample
     assert len(recorder.read_audio(crashed)) == int(2.3 * 16000)
-    repaired = recorder.wav_bytes(crashed)
+    from streamer.ranges import WavFile
+
+    served = WavFile.open(crashed)
+    repaired = served.read(0, served.size - 1)
     assert struct.unpack("<I", repaired[40:44])[0] == int(2.3 * 16000) * 2
     assert len(repaired) == 44 + int(2.3 * 16000) * 2
     never_synced = tmp_path / "zero.wav"
-    never_synced.write_bytes(recorder._header(0) + np.zeros(100, "<i2").tobytes())
+    never_synced.write_bytes(recorder.wav_header(0) + np.zeros(100, "<i2").tobytes())
     assert len(recorder.read_audio(never_synced)) == 100
 
 
