@@ -43,6 +43,16 @@ def portaudio() -> ModuleType:
     return sounddevice
 
 
+def rescan(sd: ModuleType) -> None:
+    """Make PortAudio list devices again: it reads the list once, so a device plugged back in is
+    seen only after the library is restarted."""
+    try:
+        sd._terminate()
+        sd._initialize()
+    except sd.PortAudioError as exc:
+        raise MicUnavailable(f"PortAudio cannot restart to look for devices ({exc}); {ALTERNATIVES}") from None
+
+
 def input_devices(sd: ModuleType) -> list[InputDevice]:
     """Every device with at least one input channel."""
     try:

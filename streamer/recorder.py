@@ -16,7 +16,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -167,10 +167,20 @@ def list_sessions(root: Path) -> list[dict[str, Any]]:
 
 
 class Recorder:
-    """Writes one session folder while the session runs."""
+    """Writes one session folder while the session runs.
 
-    def __init__(self, root: str | Path, log: SessionLog, meta: dict[str, Any]) -> None:
+    A recording that cannot be written (the disk filled, the folder went away, an I/O error) stops
+    recording, not the session: what was written stays, the files are closed, meta.json says when
+    and why recording stopped (when even that can still be written), and `on_failure` tells the
+    session, which says so in the feed. Live analysis goes on.
+    """
+
+    def __init__(self, root: str | Path, log: SessionLog, meta: dict[str, Any],
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self.folder = Path(root) / log.session_id
+        self._log = log
+        self._on_failure = on_failure
+        self.failed: str | None = None
         try:
             self.folder.mkdir(parents=True)
         except FileExistsError:
@@ -178,22 +188,59 @@ class Recorder:
         except OSError as exc:
             raise UserError(f"cannot create {self.folder} ({exc.strerror}); pick a writable --record folder") from None
         self.meta = {"id": log.session_id, "started": log.started.isoformat(timespec="seconds"), **meta}
-        _write_json_atomic(self.folder / "meta.json", self.meta)
-        self.audio = WavWriter(self.folder / "audio.wav")
-        self._feed = open(self.folder / "feed.jsonl", "w", encoding="utf-8")
+        try:
+            _write_json_atomic(self.folder / "meta.json", self.meta)
+            self.audio = WavWriter(self.folder / "audio.wav")
+            self._feed = open(self.folder / "feed.jsonl", "w", encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write the recording in {self.folder} ({exc.strerror}); free some space or "
+                            "pick another --record folder") from None
         log.listen(self._on_entry)
 
+    def _guarded(self, write: Callable[[], None]) -> None:
+        if self.failed:
+            return
+        try:
+            write()
+        except OSError as exc:
+            self._stop(f"{exc.strerror or exc} ({self.folder})")
+
+    def _stop(self, reason: str) -> None:
+        """Stop recording for good, keeping what was written."""
+        self.failed = reason
+        for handle in (self.audio, self._feed):
+            try:
+                handle.close()
+            except OSError:
+                pass  # the data that did reach the disk stays readable: readers repair the header
+        self.meta["recording_stopped"] = {"t": self._log.now(), "reason": reason}
+        try:
+            _write_json_atomic(self.folder / "meta.json", self.meta)
+        except OSError:
+            pass  # a full disk may not take even that; list_sessions copes with a meta.json without "end"
+        if self._on_failure is not None:
+            self._on_failure(reason)
+
     def _on_entry(self, entry: Entry) -> None:
-        if not self._feed.closed:
+        def write() -> None:
             self._feed.write(entry.text + "\n")
             self._feed.flush()
 
+        if not self._feed.closed:
+            self._guarded(write)
+
     def write_audio(self, samples: np.ndarray) -> None:
-        self.audio.write(samples)
+        self._guarded(lambda: self.audio.write(samples))
 
     def close(self, summary: dict[str, Any]) -> None:
         """Finish the files and add the end summary to meta.json."""
-        self.audio.close()
-        self._feed.close()
-        self.meta["end"] = summary
-        _write_json_atomic(self.folder / "meta.json", self.meta)
+        if self.failed:
+            return
+
+        def finish() -> None:
+            self.audio.close()
+            self._feed.close()
+            self.meta["end"] = summary
+            _write_json_atomic(self.folder / "meta.json", self.meta)
+
+        self._guarded(finish)

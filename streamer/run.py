@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,8 @@ async def serve(config: Config, *, exit_at_end: bool = False) -> int:
     recorder = None
     if record_dir is not None:
         recorder = Recorder(record_dir, log, {"source": source.name, "language": config.asr.language,
-                                              "models": analyzer.models(), "config": _redacted(config)})
+                                              "models": analyzer.models(), "config": _redacted(config)},
+                            on_failure=lambda reason: session.recording_failed(reason))
     session = Session(config, source, segmenter, analyzer, log, server=server, recorder=recorder)
     await server.start()
     token = "?token=..." if config.server.token else ""
@@ -121,14 +123,18 @@ async def serve(config: Config, *, exit_at_end: bool = False) -> int:
     if not running.done():
         running.cancel()
     reason = (await asyncio.gather(running, return_exceptions=True))[0]
-    print(f"streamer: session ended ({reason if isinstance(reason, str) else 'shutdown'}), "
-          f"{session.counters.utterances} utterances", file=sys.stderr, flush=True)
+    if isinstance(reason, BaseException) and not isinstance(reason, asyncio.CancelledError):
+        traceback.print_exception(reason, file=sys.stderr)
+        reason = "failed"
+    elif not isinstance(reason, str):
+        reason = "shutdown"
+    print(f"streamer: session ended ({reason}), {session.counters.utterances} utterances", file=sys.stderr, flush=True)
     if not exit_at_end and not stop.is_set():
         print("streamer: still serving the finished session; Ctrl-C to stop", file=sys.stderr, flush=True)
         await stop.wait()
     stopping.cancel()
     await server.close()
-    return 0
+    return 1 if reason in ("source failed", "failed") else 0
 
 
 def run(args: argparse.Namespace) -> int:

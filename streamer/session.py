@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,7 +100,7 @@ class Session:
     def _state(self) -> str:
         if self.end_reason:
             return "ended"
-        if isinstance(self.source, sources.BrowserSource):
+        if isinstance(self.source, (sources.BrowserSource, sources.MicSource)):
             return "listening" if self.source.connected else "waiting"
         return self.state
 
@@ -117,13 +118,15 @@ class Session:
         self._loop = asyncio.get_running_loop()
         tasks = [asyncio.create_task(coro) for coro in (self._capture(), self._segment(), self._status())]
         analyse = asyncio.create_task(self._analyse())
+        names = {tasks[0]: "capture", tasks[1]: "segmenter", tasks[2]: "status", analyse: "analysis"}
         try:
             pending = {*tasks, analyse}
-            while analyse in pending:  # a task that crashed is a bug: raise it rather than hang
+            while analyse in pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task.exception() is not None:
-                        raise task.exception()
+                crashed = [task for task in done if task.exception() is not None]
+                if crashed:  # a bug: say so in the feed and end the session, rather than hang or hide it
+                    self._crashed(names[crashed[0]], crashed[0].exception())
+                    break
             self.end_reason = self.end_reason or "source ended"
         except asyncio.CancelledError:
             self.end_reason = "shutdown"
@@ -134,6 +137,17 @@ class Session:
             await asyncio.gather(*tasks, analyse, return_exceptions=True)
             self._finish()
         return self.end_reason
+
+    def _crashed(self, part: str, exc: BaseException) -> None:
+        traceback.print_exception(exc, file=sys.stderr)
+        self.end_reason = "failed"
+        self.report("pipeline_failed", f"the session's {part} stopped ({type(exc).__name__}: {exc}); the session ends "
+                    "here, everything before this message was analysed and recorded. Please report it with the log")
+
+    def recording_failed(self, reason: str) -> None:
+        """The recorder's failure callback (on the event loop): the session goes on without recording."""
+        self.report("recording_failed", f"recording stopped: {reason}; the live analysis goes on, what was recorded "
+                    "before this message is kept")
 
     async def _capture(self) -> None:
         try:

@@ -15,6 +15,7 @@ left behind.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
@@ -26,6 +27,9 @@ from core.audio import SAMPLE_RATE
 from streamer import devices, recorder
 
 CHUNK = SAMPLE_RATE  # hand over a second at a time when there is no clock to follow
+LOST_AFTER_S = 2.0  # a microphone that delivers nothing this long is gone
+CHECK_S = 0.25
+RETRY_S = 1.0
 
 Report = Callable[[str, str], None]  # (code, message) -> a session-wide `error` message
 
@@ -164,7 +168,13 @@ def session_source(folder: str, realtime: bool, block: int) -> PlaybackSource:
 
 
 class MicSource:
-    """A PortAudio input device; the audio callback only copies the block into the queue."""
+    """A PortAudio input device; the audio callback only copies the block into the queue.
+
+    A microphone that goes away mid-session (unplugged, its driver reset) is noticed when its stream
+    stops or no block has come for LOST_AFTER_S; the session gets a `microphone_lost` error and the
+    status says `waiting`; the device list is scanned again every RETRY_S and capture resumes on the
+    same device (by the same --device spec) when it is back.
+    """
 
     live = True
 
@@ -173,6 +183,8 @@ class MicSource:
         self._spec = device
         self._block = block
         self.device: devices.InputDevice | None = None
+        self.connected = False
+        self._last_block = 0.0
 
     def open(self):
         """Choose and open the device now, so a missing microphone is known before serving."""
@@ -180,11 +192,10 @@ class MicSource:
         self.device = devices.choose(devices.input_devices(sd), self._spec)
         return sd
 
-    async def run(self, frames: FrameQueue, report: Report) -> None:
+    def _start(self, sd, frames: FrameQueue, loop: asyncio.AbstractEventLoop):
+        """An open, started input stream on self.device; MicUnavailable when it cannot be opened."""
         import soxr
 
-        sd = self.open()
-        loop = asyncio.get_running_loop()
         try:
             sd.check_input_settings(device=self.device.index, channels=1, samplerate=SAMPLE_RATE, dtype="float32")
             rate, resampler = SAMPLE_RATE, None
@@ -193,6 +204,7 @@ class MicSource:
             resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
 
         def callback(indata: np.ndarray, frame_count: int, time_info, status) -> None:
+            self._last_block = loop.time()
             block = indata[:, 0].copy()
             if resampler is not None:
                 block = resampler.resample_chunk(block)
@@ -201,10 +213,48 @@ class MicSource:
         try:
             stream = sd.InputStream(device=self.device.index, channels=1, samplerate=rate, dtype="float32",
                                     blocksize=int(self._block * rate / SAMPLE_RATE), callback=callback)
+            stream.start()
         except sd.PortAudioError as exc:
             raise devices.MicUnavailable(f"cannot open microphone {self.device.name!r} ({exc}); {devices.ALTERNATIVES}") from None
-        with stream:
-            await asyncio.Event().wait()  # capture until the session cancels this task
+        self._last_block = loop.time()
+        self.connected = True
+        return stream
+
+    async def run(self, frames: FrameQueue, report: Report) -> None:
+        loop = asyncio.get_running_loop()
+        sd = self.open()
+        stream = self._start(sd, frames, loop)
+        try:
+            while True:
+                while stream.active and loop.time() - self._last_block < LOST_AFTER_S:
+                    await asyncio.sleep(CHECK_S)
+                self.connected = False
+                _close_quietly(stream)
+                report("microphone_lost", f"microphone {self.device.name!r} stopped delivering audio (unplugged?); "
+                       "capture resumes on its own when it is back")
+                stream = await self._reopen(sd, frames, loop)
+                print(f"streamer: microphone {self.device.name!r} is back; capturing again", file=sys.stderr, flush=True)
+        finally:  # the session ends or cancels this task
+            self.connected = False
+            _close_quietly(stream)
+
+    async def _reopen(self, sd, frames: FrameQueue, loop: asyncio.AbstractEventLoop):
+        """Scan for the device every RETRY_S until it can be opened again."""
+        while True:
+            await asyncio.sleep(RETRY_S)
+            try:
+                devices.rescan(sd)
+                self.device = devices.choose(devices.input_devices(sd), self._spec)
+                return self._start(sd, frames, loop)
+            except devices.MicUnavailable:
+                continue
+
+
+def _close_quietly(stream) -> None:
+    try:
+        stream.close()
+    except Exception:  # a stream whose device vanished may fail to close; there is nothing left to save
+        pass
 
 
 class BrowserSource:

@@ -5,7 +5,15 @@ import zipfile
 import pytest
 
 from core.errors import UserError
-from trainer.aihub import COLUMNS, RELEASES, decode_csv, find_releases, load_release, name_key, read_csv
+from trainer.aihub import (
+    COLUMNS,
+    RELEASES,
+    decode_csv,
+    find_releases,
+    load_release,
+    name_key,
+    read_csv,
+)
 
 HEADER = ",".join(COLUMNS)
 ROW = "5f3ca01b8a3c1005aa97c4d3,나 요즘 너무 우울해 죽겠어.,sadness,sadness,2,sadness,2,sadness,2,sadness,1,sadness,2,48,female"

@@ -17,7 +17,13 @@ from core.labels import LABELS
 from streamer.analyzer import Analyzer
 from streamer.config import Config, override
 from streamer.segmenter import Segmenter, SpeechUpdate, Utterance
-from testsupport.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, word_error_rate
+from testsupport.speech import (
+    SENTENCES,
+    require_espeak,
+    speech_with_silences,
+    synthesize,
+    word_error_rate,
+)
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,3 +237,19 @@ def test_the_default_bundle_analyzes_korean_text(whisper):
     analyzer = Analyzer(Config(), whisper=whisper)
     assert analyzer.models()["text"] is not None
     check_emotion(analyzer.bundle.predict([Sample(text="나 요즘 너무 우울해 죽겠어.")])[0].to_json())
+
+
+def test_analyze_says_so_when_a_file_has_nan_samples(text_bundle, tmp_path):
+    """Issue 13: `run` warned about NaN samples and `analyze` said nothing; now both do."""
+    require_espeak()
+    wave = synthesize(SENTENCES[1])
+    wave[4000:4010] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, wave, SR, subtype="FLOAT")
+    done = subprocess.run([sys.executable, "-m", "streamer", "analyze", str(path), "--out", str(tmp_path / "o.jsonl"),
+                           "--language", "en", "--bundle", str(text_bundle)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "NaN or infinite samples" in done.stderr and "played as silence" in done.stderr
+    (line,) = (tmp_path / "o.jsonl").read_text().splitlines()
+    assert word_error_rate(SENTENCES[1], json.loads(line)["text"]) <= 0.25

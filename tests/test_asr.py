@@ -12,10 +12,24 @@ import numpy as np
 import pytest
 
 from core import whisper_embedded as embedded
-from core.asr import FULL_WINDOW_S, MIN_WINDOW_S, beam_for, judge, load_whisper, transcribe, window_seconds
+from core.asr import (
+    FULL_WINDOW_S,
+    MIN_WINDOW_S,
+    beam_for,
+    judge,
+    load_whisper,
+    transcribe,
+    window_seconds,
+)
 from core.config import AsrConfig
 from core.errors import UserError
-from testsupport.speech import SENTENCES, require_espeak, synthesize, trim, word_error_rate
+from testsupport.speech import (
+    SENTENCES,
+    require_espeak,
+    synthesize,
+    trim,
+    word_error_rate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,12 @@ import numpy as np
 import pytest
 
 from testsupport.browser import Daemon, free_port, launch, require_chromium, shot
-from testsupport.speech import SENTENCES, normalise_words, require_espeak, speech_with_silences
+from testsupport.speech import (
+    SENTENCES,
+    normalise_words,
+    require_espeak,
+    speech_with_silences,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -8,7 +8,13 @@ import torch
 
 from core.device import pick_device
 from core.errors import UserError
-from core.features import FeatureSettings, MelFeatures, compute_features, mel_filterbank, pad_batch
+from core.features import (
+    FeatureSettings,
+    MelFeatures,
+    compute_features,
+    mel_filterbank,
+    pad_batch,
+)
 
 torch.set_num_threads(1)
 SR = 16_000

@@ -11,7 +11,13 @@ torch.set_num_threads(2)
 from core.bundle import BundleError, Sample, load_bundle, save_bundle  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.labels import LABELS  # noqa: E402
-from core.multimodal import FitSettings, GatedFusionModel, SeedMultimodal, mel_statistics, seed_mel_means  # noqa: E402
+from core.multimodal import (  # noqa: E402
+    FitSettings,
+    GatedFusionModel,
+    SeedMultimodal,
+    mel_statistics,
+    seed_mel_means,
+)
 from trainer.evaluate import classification_metrics  # noqa: E402
 from trainer.fit_multimodal import MultimodalFitter  # noqa: E402
 

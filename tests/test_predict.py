@@ -7,7 +7,13 @@ import pytest
 import soundfile as sf
 
 from core.labels import LABELS
-from testsupport.speech import SENTENCES, require_espeak, speak, synthesize, word_error_rate
+from testsupport.speech import (
+    SENTENCES,
+    require_espeak,
+    speak,
+    synthesize,
+    word_error_rate,
+)
 from trainer.__main__ import main
 
 
@@ -142,3 +148,38 @@ def test_audio_lines_are_transcribed_then_classified(tmp_path, monkeypatch):
     assert "no speech was recognised" in rows[2]["error"] and rows[2]["transcript"] == ""
     check_prediction(rows[3])
     assert rows[3]["transcript"] is None and rows[3]["label"] == "happiness"  # the given text, not ASR
+
+
+@pytest.mark.slow
+def test_a_megabyte_of_text_is_cut_with_a_note_and_the_run_goes_on(tmp_path):
+    """Issue 13: one 1 MB line used to take minutes and hold up the whole run."""
+    import time
+
+    from trainer.predict import MAX_TEXT_CHARS
+
+    src = tmp_path / "in.jsonl"
+    lines = [{"id": "huge", "text": "정말 화가 나. " * 100_000}, {"id": "after", "text": "오늘 너무 기뻐요"}]
+    src.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    started = time.perf_counter()
+    assert main(["predict", "--bundle", "default", "--input", str(src), "--output", str(out)]) == 0
+    assert time.perf_counter() - started < 120  # a generous bound: minutes before the cap
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["huge", "after"] and all("error" not in r for r in rows)
+    assert rows[0]["notes"] == [f"text cut from {len(lines[0]['text'].strip())} to its first {MAX_TEXT_CHARS} characters"]
+    assert "notes" not in rows[1]
+
+
+@pytest.mark.slow
+def test_nan_samples_in_an_audio_line_are_read_as_silence_with_a_note(tmp_path):
+    require_espeak()
+    wave = synthesize(SENTENCES[0])
+    wave[1000:1100] = np.nan
+    sf.write(tmp_path / "nan.wav", wave, 16000, subtype="FLOAT")
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "n", "audio": "nan.wav"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", "--bundle", "default", "--input", str(src), "--output", str(out), "--language", "en"]) == 0
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "error" not in row and row["notes"] == [f"100 NaN or infinite samples in {tmp_path / 'nan.wav'} were read as silence"]
+    assert word_error_rate(SENTENCES[0], row["transcript"]) < 0.3

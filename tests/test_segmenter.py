@@ -8,7 +8,13 @@ import soundfile as sf
 from streamer.config import VadConfig
 from streamer.segmenter import BadAudio, Segmenter, SpeechUpdate, Utterance
 from streamer.vad import CHUNK, SileroVad
-from testsupport.speech import SENTENCES, require_espeak, speech_with_silences, synthesize, trim
+from testsupport.speech import (
+    SENTENCES,
+    require_espeak,
+    speech_with_silences,
+    synthesize,
+    trim,
+)
 
 SR = 16_000
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -14,11 +13,10 @@ import pytest
 from core.audio import SAMPLE_RATE, decode
 from streamer import feed, sources
 from streamer.config import Config, override
-from streamer.segmenter import Segmenter, SpeechUpdate, Utterance
+from streamer.segmenter import Segmenter
 from streamer.session import UTTERANCE_QUEUE, Session
+from testsupport.pipeline import BurstSource, ControlledAnalyzer
 from testsupport.speech import SENTENCES, require_espeak, speech_with_silences
-
-BLOCK = 512
 
 
 @pytest.fixture(scope="module")
@@ -32,56 +30,6 @@ def speech_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def speech(speech_file) -> np.ndarray:
     return decode(speech_file)
-
-
-class BurstSource:
-    """A live source that hands its whole recording over at once, as a microphone would if the
-    analysis stalled for that long: it never waits for the queue (FrameQueue.offer)."""
-
-    name = "burst"
-    live = True
-
-    def __init__(self, audio: np.ndarray, released: asyncio.Event | None = None):
-        self.audio = audio
-        self.offered = asyncio.Event()
-        self.released = released  # keep the source open until this is set (a microphone stays open)
-
-    async def run(self, frames: sources.FrameQueue, report) -> None:
-        for start in range(0, len(self.audio), BLOCK):
-            frames.offer(self.audio[start : start + BLOCK])
-            if start % (20 * BLOCK) == 0:
-                await asyncio.sleep(0)  # let the segmenter run now and then, as a callback thread would
-        self.offered.set()
-        if self.released is not None:
-            await self.released.wait()
-
-
-class ControlledAnalyzer:
-    """Stands in for Whisper + the bundle: `analyze` waits until `gate` is open and then takes
-    `delay_s`; `partial` takes `partial_s`. Every call is recorded."""
-
-    def __init__(self, delay_s: float = 0.0, partial_s: float = 0.0, gate: threading.Event | None = None):
-        self.delay_s, self.partial_s = delay_s, partial_s
-        self.gate = gate
-        self.analyzed: list[int] = []
-        self.partials: list[tuple[int, int]] = []  # (utterance id, newest utterance cut when it returned)
-        self.session: Session | None = None
-
-    def models(self) -> dict:
-        return {"asr": "controlled", "text": None, "audio": None, "multimodal": None, "stacker": None}
-
-    def analyze(self, utterance: Utterance) -> dict:
-        if self.gate is not None:
-            self.gate.wait(30)
-        time.sleep(self.delay_s)
-        self.analyzed.append(utterance.id)
-        return {"utterance_id": utterance.id, "start": round(utterance.start, 3), "end": round(utterance.end, 3),
-                "text": f"utterance {utterance.id}", "latency_ms": {"total": self.delay_s * 1000}}
-
-    def partial(self, update: SpeechUpdate) -> dict:
-        time.sleep(self.partial_s)
-        self.partials.append((update.id, self.session.counters.last_id if self.session else 0))
-        return {"utterance_id": update.id, "start": round(update.start, 3), "end": round(update.now, 3), "text": "..."}
 
 
 def session_for(source, analyzer, queue_s: float = 20.0) -> tuple[Session, feed.SessionLog]:
@@ -99,7 +47,7 @@ def test_a_file_waits_for_a_slow_analyzer_and_loses_nothing(speech, speech_file)
     queue, the frame queue fills, and the file waits for room, so every utterance comes out."""
     path = speech_file
     analyzer = ControlledAnalyzer(delay_s=0.15)
-    session, log = session_for(sources.file_source(str(path), realtime=False, block=BLOCK), analyzer, queue_s=1.0)
+    session, log = session_for(sources.file_source(str(path), realtime=False, block=512), analyzer, queue_s=1.0)
     most_waiting = 0
 
     async def main() -> str:

@@ -114,7 +114,13 @@ def calibrate(y_val: np.ndarray, proba_val: np.ndarray) -> Calibration:
 
 def classification_metrics(y: Sequence[str] | np.ndarray, proba: np.ndarray, labels: Sequence[str] = LABELS) -> dict[str, Any]:
     """Accuracy, macro and weighted F1, per-class precision/recall/F1, confusion matrix, ECE, log loss."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        log_loss,
+        precision_recall_fscore_support,
+    )
 
     y = label_indices(y, labels)
     proba = np.asarray(proba, dtype=np.float64)

@@ -14,7 +14,13 @@ from torch import nn
 from core.device import pick_device
 from core.labels import LABELS, label_indices
 from core.models import Sample
-from core.multimodal import FeatureModel, FitSettings, GatedFusionModel, SeedMultimodal, probabilities
+from core.multimodal import (
+    FeatureModel,
+    FitSettings,
+    GatedFusionModel,
+    SeedMultimodal,
+    probabilities,
+)
 from trainer.evaluate import macro_f1
 
 KINDS: dict[str, type[FeatureModel]] = {"seed_multimodal": SeedMultimodal, "fusion": GatedFusionModel}

@@ -21,7 +21,12 @@ from core.errors import UserError
 from core.hub import unavailable_reason
 from core.labels import LABELS, label_indices
 from core.models import Sample, sample_texts
-from core.text_hf import DEFAULT_MODEL, TOKENIZER_KINDS, HFTextClassifier, load_tokenizer
+from core.text_hf import (
+    DEFAULT_MODEL,
+    TOKENIZER_KINDS,
+    HFTextClassifier,
+    load_tokenizer,
+)
 from trainer.evaluate import macro_f1
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ Output, one line per input line, in input order:
   {"id", "label", "probs": {label: p}, "text", "audio", "multimodal", "used", "transcript"}
 `text` / `audio` / `multimodal` are the per-modality results ({"label", "probs"}) or null when that
 model is absent or had no input; `used` names the results the final one combines; `transcript` is
-what ASR heard (null when the line's text was given). A line that cannot be predicted comes out as
+what ASR heard (null when the line's text was given); `notes`, when present, says what was done to
+the input (text over MAX_TEXT_CHARS cut, NaN samples read as silence). A line that cannot be predicted comes out as
 {"id", "line", "error"}: what was wrong and what to do. The run goes on past bad lines.
 
 Exit status: 0 when at least one line was predicted, 1 when lines were read but none could be
@@ -23,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -32,6 +33,10 @@ import numpy as np
 from core.errors import UserError
 
 BATCH = 32  # lines per model call: amortises the encoder without holding a long file in memory
+# Longer text is cut here, with a note in that line's result. The text models read 128-512 tokens
+# and nothing a person says in one turn is this long; a 1 MB line took minutes in the n-grams and
+# held up every line after it.
+MAX_TEXT_CHARS = 2000
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Line:
     waveform: np.ndarray | None = None
     transcript: str | None = None
     dropped: str | None = None  # why ASR dropped what it heard ("no_speech", ...), when it did
+    notes: list[str] = field(default_factory=list)  # what was done to the input, said in the result
 
 
 def parse_line(raw: str, number: int, base: Path) -> Line:
@@ -70,6 +76,9 @@ def parse_line(raw: str, number: int, base: Path) -> Line:
         line.error = f'line {number} has neither "text" nor "audio"; give the sentence as "text" or a sound file path as "audio"'
     else:
         line.text = text.strip() if text and text.strip() else None
+        if line.text and len(line.text) > MAX_TEXT_CHARS:
+            line.notes.append(f"text cut from {len(line.text)} to its first {MAX_TEXT_CHARS} characters")
+            line.text = line.text[:MAX_TEXT_CHARS]
         line.audio = base / Path(audio).expanduser() if audio else None
     return line
 
@@ -102,6 +111,10 @@ def decode(line: Line) -> None:
     if waveform.size == 0:
         line.error = f"line {line.number}: audio {line.audio} is empty (no samples); check the recording"
         return
+    bad = ~np.isfinite(waveform)
+    if bad.any():
+        line.notes.append(f"{int(bad.sum())} NaN or infinite samples in {line.audio} were read as silence")
+        waveform = np.where(bad, np.float32(0.0), waveform)
     line.waveform = waveform
 
 
@@ -142,7 +155,8 @@ def prepare(line: Line, needs_audio: bool, transcriber: Transcriber) -> None:
 
 def result_json(line: Line, prediction: Any, roles: list[str]) -> dict[str, Any]:
     if prediction.used:
-        return {"id": line.id, **prediction.to_json(), "transcript": line.transcript}
+        notes = {"notes": line.notes} if line.notes else {}
+        return {"id": line.id, **prediction.to_json(), "transcript": line.transcript, **notes}
     if line.transcript == "":
         why = (
             f"no speech was recognised in {line.audio} (ASR: {line.dropped or 'empty'}), and the bundle has no audio model; "

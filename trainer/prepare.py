@@ -34,7 +34,13 @@ from trainer.audio_cache import (
     close_zips,
     decode_to_cache,
 )
-from trainer.label_rules import EMOTIONS, RULES, decide, normalise_emotion, parse_intensity
+from trainer.label_rules import (
+    EMOTIONS,
+    RULES,
+    decide,
+    normalise_emotion,
+    parse_intensity,
+)
 from trainer.manifest import Record, Splits, write_manifest, write_splits
 
 SPEAKER_NOTE = (
