@@ -115,7 +115,10 @@ def override(config: T, dotted: dict[str, Any]) -> T:
         spec = {f.name: f for f in dataclasses.fields(section)}[name]
         expected = typing.get_type_hints(type(section))[name]
         checked = _check(value, expected, f"{section_name}.{name}", "the command line", spec)
-        sections[section_name] = dataclasses.replace(section, **{name: checked})
+        try:
+            sections[section_name] = dataclasses.replace(section, **{name: checked})
+        except ValueError as exc:  # the section's own cross-field check (__post_init__)
+            raise UserError(f"the command line: [{section_name}] {exc}") from None
     return type(config)(**sections)
 
 

@@ -53,6 +53,13 @@ class VadConfig:
     speech_pad_ms: int = setting(200, min=0, max=2000)  # audio kept before and after speech
     min_speech_ms: int = setting(250, min=0, max=10_000)  # shorter bursts are noise, not utterances
     max_utterance_s: float = setting(15.0, min=MIN_UTTERANCE_S, max=30.0)  # long speech is cut here
+    eager_silence_ms: int = setting(200, min=0, max=10_000)  # start analysing after this much silence; 0 = off
+
+    def __post_init__(self) -> None:
+        if self.eager_silence_ms and not self.speech_pad_ms <= self.eager_silence_ms < self.min_silence_ms:
+            raise ValueError(f"eager_silence_ms = {self.eager_silence_ms} must be 0 (off) or at least speech_pad_ms "
+                             f"({self.speech_pad_ms}: the padded end must have been heard) and below min_silence_ms "
+                             f"({self.min_silence_ms})")
 
 
 @dataclass

@@ -145,11 +145,14 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"code": code, "message": message, **extra}
 
 
-def session_end_body(reason: str, utterances: int, duration: float, dropped_frames: int = 0) -> dict[str, Any]:
+def session_end_body(reason: str, utterances: int, duration: float, dropped_frames: int = 0,
+                     eager: dict[str, Any] | None = None) -> dict[str, Any]:
     if reason not in END_REASONS:
         raise ValueError(f"unknown end reason {reason!r}; reasons are {END_REASONS}")
-    return {"reason": reason, "utterances": utterances, "duration": round(duration, 3),
-            "dropped_frames": dropped_frames}
+    body = {"reason": reason, "utterances": utterances, "duration": round(duration, 3), "dropped_frames": dropped_frames}
+    if eager is not None:
+        body["eager"] = eager
+    return body
 
 
 def parse_since(values: list[str]) -> int | None:

@@ -4,7 +4,10 @@ The caller pushes frames of any length as they arrive and gets events back:
 
 - `SpeechUpdate` about once a second while someone speaks (for the feed's `partial` messages);
 - `Utterance` when speech ends (vad.min_silence_ms of silence), when it reaches
-  vad.max_utterance_s, or at `flush()`.
+  vad.max_utterance_s, or at `flush()`;
+- `EagerEnd` once a pause has lasted vad.eager_silence_ms (when set): the Utterance that will be
+  emitted, exactly (same id, start, end, audio), if the silence goes on to min_silence_ms. The
+  session can start analysing it early; if speech resumes first, the later Utterance differs.
 
 The rules follow faster-whisper's offline `get_speech_timestamps` so live and file results agree:
 speech starts at a chunk whose probability reaches vad.threshold and ends once the probability has
@@ -43,12 +46,18 @@ class BadAudio(ValueError):
 @dataclass
 class Utterance:
     """A finished utterance. Times are seconds from the start of the stream; audio spans
-    exactly [start, end) and includes the padding."""
+    exactly [start, end) and includes the padding; `speech_end` is where the VAD heard the speech
+    stop (end without the trailing padding), from which latency counts."""
 
     id: int
     start: float
     end: float
     audio: np.ndarray
+    speech_end: float | None = None
+
+    def same_as(self, other: "Utterance") -> bool:
+        """The same cut of the same audio (an eager end that came true)."""
+        return (self.id, self.start, self.end) == (other.id, other.start, other.end) and np.array_equal(self.audio, other.audio)
 
 
 @dataclass
@@ -61,7 +70,14 @@ class SpeechUpdate:
     audio_so_far: np.ndarray
 
 
-Event = Utterance | SpeechUpdate
+@dataclass
+class EagerEnd:
+    """A pause of vad.eager_silence_ms: `utterance` is what will be emitted if the pause lasts."""
+
+    utterance: Utterance
+
+
+Event = Utterance | SpeechUpdate | EagerEnd
 
 
 class Segmenter:
@@ -81,6 +97,9 @@ class Segmenter:
         self._neg_threshold = max(vad_cfg.threshold - NEG_THRESHOLD_GAP, 0.01)
         self._pad = int(vad_cfg.speech_pad_ms * SAMPLE_RATE / 1000)
         self._min_silence = int(vad_cfg.min_silence_ms * SAMPLE_RATE / 1000)
+        # An eager end needs the padded end already in the buffer, so it is never sooner than the
+        # padding (streamer/config.py checks eager_silence_ms >= speech_pad_ms).
+        self._eager_silence = int(vad_cfg.eager_silence_ms * SAMPLE_RATE / 1000) if vad_cfg.eager_silence_ms else 0
         self._min_speech = int(vad_cfg.min_speech_ms * SAMPLE_RATE / 1000)
         self._max_samples = int(vad_cfg.max_utterance_s * SAMPLE_RATE)
         # Audio kept: everything from `_buffer_start` (a sample index) to the end of input.
@@ -98,6 +117,7 @@ class Segmenter:
     def _reset_speech(self) -> None:
         self._speech_start: int | None = None  # first speech sample of the current utterance
         self._temp_end = 0  # where silence began inside the current utterance (0 = none)
+        self._eager_sent = 0  # the pause (its temp_end) an EagerEnd was emitted for
         self._last_update = 0
 
     # --- public state -------------------------------------------------------------------------
@@ -193,6 +213,11 @@ class Segmenter:
                     events.append(self._emit(self._speech_start, self._temp_end, pad_end=True))
                 self._reset_speech()
                 return events
+            if (self._eager_silence and self._eager_sent != self._temp_end
+                    and self._vad_pos - self._temp_end >= self._eager_silence
+                    and self._temp_end - self._speech_start >= self._min_speech):
+                self._eager_sent = self._temp_end
+                events.append(EagerEnd(self._preview(self._speech_start, self._temp_end)))
 
         if self._utterance_span(self._vad_pos) >= self._max_samples:
             if self._temp_end:  # already pausing: end there, as if the pause had been long enough
@@ -227,11 +252,19 @@ class Segmenter:
     def _padded_start(self, speech_start: int) -> int:
         return max(speech_start - self._pad, self._last_end, self._buffer_start, 0)
 
+    def _padded_end(self, speech_end: int) -> int:
+        return min(speech_end + self._pad, self._buffer_start + len(self._buffer))
+
+    def _preview(self, speech_start: int, speech_end: int) -> Utterance:
+        """The padded utterance [speech_start, speech_end) as _emit would make it now, without emitting it."""
+        begin, end = self._padded_start(speech_start), self._padded_end(speech_end)
+        return Utterance(self._next_id, begin / SAMPLE_RATE, end / SAMPLE_RATE, self._slice(begin, end), speech_end / SAMPLE_RATE)
+
     def _emit(self, speech_start: int, speech_end: int, pad_end: bool) -> Utterance:
         begin = self._padded_start(speech_start)
-        available = self._buffer_start + len(self._buffer)
-        end = min(speech_end + self._pad, available) if pad_end else speech_end
-        utterance = Utterance(self._next_id, begin / SAMPLE_RATE, end / SAMPLE_RATE, self._slice(begin, end))
+        end = self._padded_end(speech_end) if pad_end else speech_end
+        utterance = Utterance(self._next_id, begin / SAMPLE_RATE, end / SAMPLE_RATE, self._slice(begin, end),
+                              speech_end / SAMPLE_RATE)
         self._next_id += 1
         self._last_end = end
         return utterance

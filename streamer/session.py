@@ -26,7 +26,7 @@ from streamer import feed, sources
 from streamer.config import Config
 from streamer.devices import MicUnavailable
 from streamer.recorder import Recorder
-from streamer.segmenter import BadAudio, Utterance
+from streamer.segmenter import BadAudio, EagerEnd, Utterance
 from streamer.server import FeedServer
 
 UTTERANCE_QUEUE = 4  # utterances waiting for the analyzer before the segmenter waits too
@@ -41,6 +41,25 @@ class Counters:
     # utterance id -> (loop time it left the segmenter, audio seconds consumed by then)
     emitted: dict[int, tuple[float, float]] = field(default_factory=dict)
     last_id: int = 0  # the newest utterance that left the segmenter: older previews are stale
+    eager_used: int = 0  # utterances published from their eager analysis
+    eager_dropped: int = 0  # eager analyses thrown away because speech went on
+    eager_dropped_asr_ms: float = 0.0  # the ASR time those cost
+
+
+@dataclass
+class Speculation:
+    """An eager end's analysis, running or done: the utterance's body if the pause lasts."""
+
+    utterance: Utterance
+    body: asyncio.Future
+
+
+@dataclass
+class Job:
+    """An utterance for the analyzer; with `speculation`, its body is already being computed."""
+
+    utterance: Utterance
+    speculation: Speculation | None = None
 
 
 class Session:
@@ -73,6 +92,7 @@ class Session:
         self.state = "starting"
         self.end_reason: str | None = None
         self._partial: Any = None
+        self._speculations: dict[int, Speculation] = {}  # utterance id -> its latest eager analysis
         self._bad_audio_reported = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
@@ -194,10 +214,51 @@ class Session:
                 self.counters.last_id = max(self.counters.last_id, event.id)
                 if self._partial is not None and self._partial.id <= event.id:
                     self._partial = None
-                await self.utterances.put(event)
+                speculation = self._speculations.pop(event.id, None)
+                if speculation is not None and not speculation.utterance.same_as(event):
+                    self._drop(speculation)
+                    speculation = None
+                await self.utterances.put(Job(event, speculation))
+            elif isinstance(event, EagerEnd):
+                self._speculate(loop, event.utterance)
             elif self.source.live:  # a SpeechUpdate: only the newest matters, and only live
                 self._partial = event
                 self._wake.set()
+
+    # -- eager end of utterance ------------------------------------------------------------
+    # After vad.eager_silence_ms of silence the segmenter says which utterance it will emit if the
+    # pause lasts; it is analysed at once and shown as a partial. If the pause lasts, that analysis
+    # is the utterance's (the same audio: no second ASR); if speech resumes, it is dropped.
+
+    def _speculate(self, loop: asyncio.AbstractEventLoop, utterance: Utterance) -> None:
+        if not self.source.live or not self.utterances.empty():
+            return  # a file played fast, or analysis behind: nobody waits for an early result
+        previous = self._speculations.pop(utterance.id, None)
+        if previous is not None:
+            self._drop(previous)
+        speculation = Speculation(utterance, loop.run_in_executor(self._asr, self.analyzer.analyze, utterance))
+        self._speculations[utterance.id] = speculation
+        speculation.body.add_done_callback(lambda _future: self._speculated(speculation))
+
+    def _speculated(self, speculation: Speculation) -> None:
+        """The eager analysis is done: while its utterance has not been cut yet, show it as a partial."""
+        future = speculation.body
+        if self._speculations.get(speculation.utterance.id) is not speculation or future.cancelled():
+            return
+        if future.exception() is None and future.result() is not None:
+            body = {k: v for k, v in future.result().items() if k != "latency_ms"}
+            self.log.publish("partial", {**body, "eager": True})
+
+    def _drop(self, speculation: Speculation) -> None:
+        self.counters.eager_dropped += 1
+        if speculation.body.cancel():  # not started yet: it costs nothing
+            return
+
+        def count(future: asyncio.Future) -> None:
+            if not future.cancelled() and future.exception() is None and future.result() is not None:
+                self.counters.eager_dropped_asr_ms += future.result()["latency_ms"].get("asr") or 0.0
+
+        speculation.body.add_done_callback(count)
 
     async def _analyse(self) -> None:
         loop = asyncio.get_running_loop()
@@ -220,7 +281,7 @@ class Session:
                 utterance = self.utterances.get_nowait()
             if utterance is None:
                 return
-            await self._run_utterance(loop, utterance)
+            await self._run_utterance(loop, utterance.utterance, utterance.speculation)
 
     async def _run_partial(self, loop: asyncio.AbstractEventLoop, update: Any) -> None:
         try:
@@ -231,9 +292,14 @@ class Session:
         if body is not None and update.id > self.counters.last_id:  # else the utterance overtook its preview
             self.log.publish("partial", body)
 
-    async def _run_utterance(self, loop: asyncio.AbstractEventLoop, utterance: Any) -> None:
+    async def _run_utterance(self, loop: asyncio.AbstractEventLoop, utterance: Utterance,
+                             speculation: Speculation | None) -> None:
         try:
-            body = await loop.run_in_executor(self._asr, self.analyzer.analyze, utterance)
+            if speculation is not None:  # the pause lasted: the eager analysis is this utterance's
+                body = await speculation.body
+                self.counters.eager_used += 1
+            else:
+                body = await loop.run_in_executor(self._asr, self.analyzer.analyze, utterance)
         except Exception as exc:
             self.report("analysis_failed", f"utterance {utterance.id} could not be analysed ({exc!r}); going on",
                         utterance_id=utterance.id)
@@ -243,7 +309,8 @@ class Session:
         if body is None:
             return  # no speech after all (Whisper's no-speech filter)
         # Live audio: the silence the segmenter had to hear after the speech also counts.
-        waited_s = max(position - utterance.end, 0.0) if self.source.live else 0.0
+        speech_end = utterance.speech_end if utterance.speech_end is not None else utterance.end
+        waited_s = max(position - speech_end, 0.0) if self.source.live else 0.0
         latency = dict(body.get("latency_ms") or {})
         latency["end_to_message"] = round((loop.time() - emitted + waited_s) * 1000.0, 1)
         self.counters.utterances += 1
@@ -256,8 +323,10 @@ class Session:
 
     def _finish(self) -> None:
         reason = self.end_reason or "shutdown"
-        summary = feed.session_end_body(reason, self.counters.utterances, self.counters.audio_s,
-                                        self.frames.dropped_frames)
+        c = self.counters
+        summary = feed.session_end_body(reason, c.utterances, c.audio_s, self.frames.dropped_frames,
+                                        {"used": c.eager_used, "dropped": c.eager_dropped,
+                                         "dropped_asr_ms": round(c.eager_dropped_asr_ms, 1)})
         self.publish_status()
         self.log.publish("session_end", summary)
         if self.frames.dropped_frames:

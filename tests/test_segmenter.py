@@ -85,7 +85,9 @@ def test_speech_updates_come_about_once_a_second_with_the_upcoming_id(four_sente
         if isinstance(event, Utterance):
             finished.add(event.id)
             continue
-        assert isinstance(event, SpeechUpdate) and event.id not in finished  # never after its utterance
+        if not isinstance(event, SpeechUpdate):  # the eager ends have their own tests
+            continue
+        assert event.id not in finished  # never after its utterance
         assert len(event.audio_so_far) == round((event.now - event.start) * SR)
         if event.id in last_now:
             assert 0.95 <= event.now - last_now[event.id] <= 1.1
@@ -192,3 +194,40 @@ def test_invalid_settings_are_refused():
         Segmenter(VadConfig(threshold=1.5))
     with pytest.raises(ValueError, match="max_utterance_s"):
         Segmenter(VadConfig(max_utterance_s=1.0))
+
+
+def test_an_eager_end_is_exactly_the_utterance_when_the_pause_lasts(vad):
+    """After eager_silence_ms the segmenter previews the utterance it will emit; if the silence
+    reaches min_silence_ms, the utterance is that preview, sample for sample."""
+    from streamer.segmenter import EagerEnd
+    from testsupport.speech import conversation
+
+    require_espeak()
+    audio, truth = conversation([[SENTENCES[0]], [SENTENCES[1]]], 0.3, 1.0)
+    events = run(Segmenter(VadConfig(eager_silence_ms=200), vad), audio, 1024)
+    eager = [e.utterance for e in events if isinstance(e, EagerEnd)]
+    final = utterances(events)
+    assert len(final) == 2 and len(eager) >= 2
+    for utterance in final:
+        (preview,) = [e for e in eager if e.id == utterance.id and e.end == utterance.end]
+        assert preview.same_as(utterance) and utterance.speech_end < utterance.end
+    for event in events:  # each eager end comes before its utterance, 300 ms of audio earlier
+        if isinstance(event, EagerEnd):
+            assert any(u.id == event.utterance.id for u in final)
+
+
+def test_a_pause_inside_a_turn_gives_an_eager_end_but_never_an_early_utterance(vad):
+    from streamer.segmenter import EagerEnd
+    from testsupport.speech import conversation
+
+    require_espeak()
+    audio, truth = conversation([[SENTENCES[0], SENTENCES[1]]], 0.35, 1.0)  # a 350 ms breath mid-turn
+    events = run(Segmenter(VadConfig(eager_silence_ms=200), vad), audio, 1024)
+    (utterance,) = utterances(events)  # one turn, one utterance, cut only after the turn
+    assert utterance.start < truth[0][0] and utterance.end > truth[0][1]
+    eager = [e.utterance for e in events if isinstance(e, EagerEnd)]
+    assert len(eager) == 2  # the breath, and the real end
+    assert eager[0].end < truth[0][1] - 1.0 and not eager[0].same_as(utterance)  # the breath's preview was wrong
+    assert eager[1].same_as(utterance)
+    with pytest.raises(ValueError, match="eager_silence_ms"):
+        VadConfig(eager_silence_ms=100)  # shorter than speech_pad_ms: the padded end would not be heard yet

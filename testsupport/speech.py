@@ -117,3 +117,28 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
         for j, h in enumerate(hyp, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
     return row[-1] / max(len(ref), 1)
+
+
+def conversation(turns: list[list[str]], pause_in_turn_s: float, gap_s: float, noise_db: float = -60,
+                 seed: int = 0) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Turns of sentences: `pause_in_turn_s` between the sentences of a turn (a breath, not an end),
+    `gap_s` between turns and around them, in quiet room noise. Returns the audio and each turn's
+    true (start, end) of speech."""
+    gap = np.zeros(int(round(gap_s * SAMPLE_RATE)), np.float32)
+    pause = np.zeros(int(round(pause_in_turn_s * SAMPLE_RATE)), np.float32)
+    pieces, truth, cursor = [gap], [], len(gap)
+    for turn in turns:
+        start = cursor
+        for i, sentence in enumerate(turn):
+            if i:
+                pieces.append(pause)
+                cursor += len(pause)
+            speech = trim(synthesize(sentence))
+            pieces.append(speech)
+            cursor += len(speech)
+        truth.append((start / SAMPLE_RATE, cursor / SAMPLE_RATE))
+        pieces.append(gap)
+        cursor += len(gap)
+    audio = np.concatenate(pieces)
+    rng = np.random.default_rng(seed)
+    return audio + rng.standard_normal(len(audio)).astype(np.float32) * np.float32(10 ** (noise_db / 20)), truth
