@@ -3,13 +3,28 @@
 Why not just `WhisperModel.transcribe`: it pads every window to 30 s before the encoder, and on
 two CPU cores the encoder is most of the cost (about 0.5 s for 30 s of mostly padding against
 0.06 s for 8 s). An utterance from the VAD is short, so the short-window path encodes a window
-that is the utterance rounded up to WINDOW_BUCKET_S, at least MIN_WINDOW_S, at most 30 s, filled
-as faster-whisper fills its 30 s one (log-mel padded with 0.0), then decodes as described in
-`_decode`. The floor is measured (`python bench/latency_bench.py --window-sweep`, espeak-ng
-speech in room noise, two noise seeds, 24 sentences per length): for 1-2 s utterances WER was
-0.187 with transcribe(), 0.303 in a 4 s window, 0.215 in 8 s, 0.226 in 16 s; for 2-4 s, 0.093
-with transcribe(), 0.141 in 4 s, 0.095 in 8 s. Longer utterances lose nothing (see the
-benchmark's main table). Padding the audio with zeros instead (OpenAI's way) was no better.
+that is the utterance plus at least MIN_TAIL_S rounded up to WINDOW_BUCKET_S, at least
+MIN_WINDOW_S, at most 30 s, filled as faster-whisper fills its 30 s one (log-mel padded with
+0.0), then decodes as described in `_decode`. The floor is measured (`python -m bench.latency_bench
+--window-sweep`, espeak-ng speech in room noise, two noise seeds, 24 sentences per length): for
+1-2 s utterances WER was 0.187 with transcribe(), 0.303 in a 4 s window, 0.215 in 8 s, 0.226 in
+16 s; for 2-4 s, 0.093 with transcribe(), 0.141 in 4 s, 0.095 in 8 s. Padding the audio with zeros
+instead (OpenAI's way) was no better.
+
+Short turns lose words to greedy decoding, not to the window's padding: the shorter the window
+against the 30 s Whisper was trained on, the less sure the decoder is of its first words, and a
+greedy search that takes a wrong one early drops the rest (1-2 s utterances, 48 over two noise
+seeds, WER by window with beam 1 / beam 5: 8 s 0.220-0.253 / 0.132-0.143; 16 s 0.225-0.231 /
+0.110-0.121; 30 s 0.154-0.165 / 0.077-0.099; transcribe() with beam 1 0.176-0.187). A beam of 5
+under 4 s (asr.short_beam_size) gives 8 s windows a lower WER than transcribe() in every bucket
+(2-4 s: 0.079-0.088 against 0.102-0.106) for about 30 ms more per utterance, a quarter of
+transcribe()'s time (bench.latency_bench's main table shows it per bucket).
+
+The runaway loops of 8-15 s utterances (several seconds, every fallback temperature) came from
+windows the audio filled to the last few frames: 9.94 s of speech in a 10 s window left Whisper no
+room to close the segment, it repeated the last phrase until the token budget, and the
+repetition check re-decoded it at all six temperatures (4.0 s; the same audio in a 12 s window,
+one decode in 0.6 s). MIN_TAIL_S of window after the audio keeps that from happening.
 
 Decoding keeps timestamp tokens (faster-whisper's default) rather than `<|notimestamps|>`: in a
 window only a little longer than the speech, a decoder without timestamps often does not know
@@ -52,6 +67,7 @@ MAX_LENGTH = 448  # Whisper's decoder context: prompt + generated tokens
 FULL_WINDOW_S = 30.0  # Whisper's training window; longer audio goes through faster-whisper's seek loop
 WINDOW_BUCKET_S = 2.0  # short windows come in few sizes, so CTranslate2 sees few shapes
 MIN_WINDOW_S = 8.0  # shorter windows mishear short utterances (module docstring)
+MIN_TAIL_S = 1.0  # window left after the audio: without it Whisper can loop at the window's end (module docstring)
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback schedule
 COMPRESSION_RATIO_THRESHOLD = 2.4  # a more repetitive transcript is decoded again, hotter
 # Decoding stops after MIN_TOKENS + MAX_TOKENS_PER_S per second of audio: Korean runs about one
@@ -251,7 +267,7 @@ def window_seconds(duration_s: float, short_window: bool) -> float:
     """The encoder window for audio of this length: 30 s, or the short-window rounding."""
     if not short_window:
         return FULL_WINDOW_S
-    rounded = math.ceil(duration_s / WINDOW_BUCKET_S - 1e-9) * WINDOW_BUCKET_S
+    rounded = math.ceil((duration_s + MIN_TAIL_S) / WINDOW_BUCKET_S - 1e-9) * WINDOW_BUCKET_S
     return min(FULL_WINDOW_S, max(MIN_WINDOW_S, rounded))
 
 
@@ -333,7 +349,7 @@ def beam_for(duration_s: float, cfg: AsrConfig) -> int:
 def _decode(
     model: "WhisperModel", encoder_output: Any, tokenizer: "Tokenizer", cfg: AsrConfig, duration_s: float
 ) -> tuple[Any, float, bool, bool]:
-    """Greedy (or beam, see `beam_for`) decoding with faster-whisper's prompt and token suppression (plus
+    """Greedy (or beam, see `beam_for`; greedy again when the beam says it is probably no speech) decoding with faster-whisper's prompt and token suppression (plus
     timestamps past the audio, see TIMESTAMP_MARGIN_S), and its temperature fallback for one
     failure only: a repetition loop (compression ratio above
     COMPRESSION_RATIO_THRESHOLD), retried with one sample per temperature. Unlike faster-whisper,
@@ -351,13 +367,12 @@ def _decode(
     beyond_audio = range(tokenizer.timestamp_begin + last_timestamp + 1, tokenizer.timestamp_begin + N_TIMESTAMPS)
     suppress = sorted({*get_suppressed_tokens(tokenizer, [-1]), *beyond_audio})
     beam_size = beam_for(duration_s, cfg)
-    candidates = []
-    for temperature in TEMPERATURES:
-        sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
-        result = model.model.generate(
+
+    def generate(beam: int, sampling: dict[str, Any]) -> Any:
+        return model.model.generate(
             encoder_output,
             [prompt],
-            beam_size=beam_size if temperature == 0 else 1,
+            beam_size=beam,
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
@@ -366,6 +381,16 @@ def _decode(
             max_initial_timestamp_index=int(round(1.0 / model.time_precision)),  # first words within 1 s
             **sampling,
         )[0]
+
+    candidates = []
+    for temperature in TEMPERATURES:
+        sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
+        result = generate(beam_size if temperature == 0 else 1, sampling)
+        if temperature == 0 and beam_size > 1 and result.no_speech_prob > cfg.no_speech_threshold:
+            # Probably no speech. Whisper's silence rule weighs the no-speech probability against
+            # the average log-probability of a greedy decode; a beam finds a likelier hallucination
+            # ("1, 2, 3, 4, ..." from 3 s of hum), so the rule gets the greedy one it was made for.
+            result = generate(1, sampling)
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper (length_penalty 1)
         repetitive = get_compression_ratio(tokenizer.decode(tokens).strip()) > COMPRESSION_RATIO_THRESHOLD

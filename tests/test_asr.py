@@ -174,7 +174,8 @@ def test_a_hub_model_that_cannot_be_had_fails_quickly_with_advice():
 def test_window_rounds_up_in_buckets_with_a_floor_and_a_cap():
     assert window_seconds(1.3, True) == MIN_WINDOW_S == 8.0
     assert window_seconds(8.1, True) == 10.0
-    assert window_seconds(10.0, True) == 10.0
+    assert window_seconds(8.9, True) == 10.0
+    assert window_seconds(9.94, True) == 12.0  # a second of window after the audio: no loop at the edge
     assert window_seconds(29.0, True) == FULL_WINDOW_S
     assert window_seconds(3.0, False) == FULL_WINDOW_S
 
@@ -250,7 +251,8 @@ def test_short_utterances_get_the_short_beam(whisper, monkeypatch):
     sampled, beam 1, so only the first, greedy-or-beam call is checked)."""
     cfg = AsrConfig(beam_size=1, short_beam_size=5, short_beam_max_s=4.0)
     assert [beam_for(s, cfg) for s in (0.5, 3.99, 4.0, 12.0)] == [5, 5, 1, 1]
-    assert beam_for(1.0, AsrConfig(beam_size=3)) == 3  # short_beam_size 0 = beam_size everywhere
+    assert beam_for(1.0, AsrConfig(beam_size=3, short_beam_size=0)) == 3  # short_beam_size 0 = beam_size everywhere
+    assert beam_for(1.0, AsrConfig()) == 5 and beam_for(6.0, AsrConfig()) == 1  # the defaults
     require_espeak()
     speech = trim(synthesize("Where are my keys?"))
     assert len(speech) < 3 * 16000
