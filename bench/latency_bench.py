@@ -290,9 +290,16 @@ def window_sweep(threads: int, seed: int) -> int:
                     "audio": model.feature_extractor(np.pad(audio, (0, frames * 160 - len(audio))))[..., :frames],
                     "mel": asr.encoder_input(whisper, audio, window),
                 }
+                plan = asr.DecodePlan(window, 1, asr.plan_for(duration, cfg).budget_s)
+                prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
+                max_length, suppress = asr._limits(model, tokenizer, plan, len(prompt))
                 for padding, features in inputs.items():
-                    result, *_ = asr._decode(model, model.encode(features), tokenizer, cfg, duration)
-                    tokens = result.sequences_ids[0]
+                    output = model.encode(features)
+                    decoded = asr._assess(asr._generate(model, output, [prompt], 1, max_length, suppress)[0], tokenizer,
+                                          len(prompt), max_length)
+                    if asr._needs_more(decoded, plan, cfg):
+                        decoded = asr._settle(model, output, prompt, tokenizer, cfg, plan, decoded)
+                    tokens = decoded.result.sequences_ids[0]
                     add(f"{window:g}/{padding}", text, " ".join(s.text for s in asr._segments(model, tokenizer, tokens, duration)))
         length = np.mean([len(a) / SR for _, a in utterances])
         cells = " ".join(f"{errors.get(f'{w:g}/audio', 0) / words:11.3f} {errors.get(f'{w:g}/mel', 0) / words:9.3f}" for w in windows)

@@ -20,6 +20,13 @@ under 4 s (asr.short_beam_size) gives 8 s windows a lower WER than transcribe() 
 (2-4 s: 0.079-0.088 against 0.102-0.106) for about 30 ms more per utterance, a quarter of
 transcribe()'s time (bench.latency_bench's main table shows it per bucket).
 
+Turns under 2 s as the VAD cuts them from a conversation (breaths inside turns, room noise; four
+noise seeds, 91 words each) still lost words in 8 s: WER 0.190-0.209 against transcribe()'s
+0.129-0.132, and 0.129-0.165 in 16 s (pooled 0.149 against 0.131, within one standard error of
+364 words), at 510-590 ms p50 against transcribe()'s 1.3-1.9 s and 8 s's 300 ms. So utterances
+under SHORT_TURN_S get a SHORT_TURN_WINDOW_S window; 2-4 s ones stay at 8 s, where 16 s was no
+better (0.096-0.111 against 0.091-0.097).
+
 The runaway loops of 8-15 s utterances (several seconds, every fallback temperature) came from
 windows the audio filled to the last few frames: 9.94 s of speech in a 10 s window left Whisper no
 room to close the segment, it repeated the last phrase until the token budget, and the
@@ -67,6 +74,8 @@ MAX_LENGTH = 448  # Whisper's decoder context: prompt + generated tokens
 FULL_WINDOW_S = 30.0  # Whisper's training window; longer audio goes through faster-whisper's seek loop
 WINDOW_BUCKET_S = 2.0  # short windows come in few sizes, so CTranslate2 sees few shapes
 MIN_WINDOW_S = 8.0  # shorter windows mishear short utterances (module docstring)
+SHORT_TURN_S = 2.0  # utterances shorter than this get SHORT_TURN_WINDOW_S (module docstring)
+SHORT_TURN_WINDOW_S = 16.0
 MIN_TAIL_S = 1.0  # window left after the audio: without it Whisper can loop at the window's end (module docstring)
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback schedule
 COMPRESSION_RATIO_THRESHOLD = 2.4  # a more repetitive transcript is decoded again, hotter
@@ -268,7 +277,8 @@ def window_seconds(duration_s: float, short_window: bool) -> float:
     if not short_window:
         return FULL_WINDOW_S
     rounded = math.ceil((duration_s + MIN_TAIL_S) / WINDOW_BUCKET_S - 1e-9) * WINDOW_BUCKET_S
-    return min(FULL_WINDOW_S, max(MIN_WINDOW_S, rounded))
+    floor = SHORT_TURN_WINDOW_S if duration_s < SHORT_TURN_S else MIN_WINDOW_S
+    return min(FULL_WINDOW_S, max(floor, rounded))
 
 
 def encoder_input(whisper: Whisper, audio: np.ndarray, window_s: float) -> np.ndarray:
@@ -346,76 +356,130 @@ def beam_for(duration_s: float, cfg: AsrConfig) -> int:
     return cfg.beam_size
 
 
-def _decode(
-    model: "WhisperModel", encoder_output: Any, tokenizer: "Tokenizer", cfg: AsrConfig, duration_s: float
-) -> tuple[Any, float, bool, bool]:
-    """Greedy (or beam, see `beam_for`; greedy again when the beam says it is probably no speech) decoding with faster-whisper's prompt and token suppression (plus
-    timestamps past the audio, see TIMESTAMP_MARGIN_S), and its temperature fallback for one
-    failure only: a repetition loop (compression ratio above
-    COMPRESSION_RATIO_THRESHOLD), retried with one sample per temperature. Unlike faster-whisper,
-    a low average log-probability is not re-sampled and audio Whisper calls silence is not
-    retried: both are judged by the hallucination filter, and re-sampling them cost up to six
-    decodes (measured 4-13 s on 3 s of noise) for nothing a listener could use. Returns the
-    best result (no runaway loop, not repetitive, most probable, in that order), its average
-    log-probability, whether it is repetitive, and whether it is a runaway loop: repetitive and
-    cut off by the token budget, which real speech, even a sentence said four times, does not reach."""
-    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+@dataclass(frozen=True)
+class DecodePlan:
+    """How one utterance is encoded and decoded. Utterances with the same plan are encoded and
+    decoded as one batch (CTranslate2's `encode` and `generate` take batches), so the plan depends on
+    the duration only through the window and whole seconds: a batch gives each utterance exactly
+    what decoding it alone would."""
 
-    prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
-    max_length = min(len(prompt) + MIN_TOKENS + int(MAX_TOKENS_PER_S * duration_s), MAX_LENGTH)
-    last_timestamp = min(int(round((duration_s + TIMESTAMP_MARGIN_S) / model.time_precision)), N_TIMESTAMPS - 1)
+    window_s: float
+    beam: int
+    budget_s: int  # whole seconds the token budget and the last allowed timestamp are set for
+
+
+def plan_for(duration_s: float, cfg: AsrConfig) -> DecodePlan:
+    return DecodePlan(window_seconds(duration_s, cfg.short_window), beam_for(duration_s, cfg),
+                      min(math.ceil(duration_s - 1e-9), int(FULL_WINDOW_S)))
+
+
+def _limits(model: "WhisperModel", tokenizer: "Tokenizer", plan: DecodePlan, prompt_length: int) -> tuple[int, list[int]]:
+    """(max_length, suppressed tokens): faster-whisper's suppression plus the timestamps past the
+    audio (TIMESTAMP_MARGIN_S), and the token budget (MAX_TOKENS_PER_S)."""
+    from faster_whisper.transcribe import get_suppressed_tokens
+
+    max_length = min(prompt_length + MIN_TOKENS + MAX_TOKENS_PER_S * plan.budget_s, MAX_LENGTH)
+    last_timestamp = min(int(round((plan.budget_s + TIMESTAMP_MARGIN_S) / model.time_precision)), N_TIMESTAMPS - 1)
     beyond_audio = range(tokenizer.timestamp_begin + last_timestamp + 1, tokenizer.timestamp_begin + N_TIMESTAMPS)
-    suppress = sorted({*get_suppressed_tokens(tokenizer, [-1]), *beyond_audio})
-    beam_size = beam_for(duration_s, cfg)
-
-    def generate(beam: int, sampling: dict[str, Any]) -> Any:
-        return model.model.generate(
-            encoder_output,
-            [prompt],
-            beam_size=beam,
-            max_length=max_length,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=suppress,
-            max_initial_timestamp_index=int(round(1.0 / model.time_precision)),  # first words within 1 s
-            **sampling,
-        )[0]
-
-    candidates = []
-    for temperature in TEMPERATURES:
-        sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
-        result = generate(beam_size if temperature == 0 else 1, sampling)
-        if temperature == 0 and beam_size > 1 and result.no_speech_prob > cfg.no_speech_threshold:
-            # Probably no speech. Whisper's silence rule weighs the no-speech probability against
-            # the average log-probability of a greedy decode; a beam finds a likelier hallucination
-            # ("1, 2, 3, 4, ..." from 3 s of hum), so the rule gets the greedy one it was made for.
-            result = generate(1, sampling)
-        tokens = result.sequences_ids[0]
-        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper (length_penalty 1)
-        repetitive = get_compression_ratio(tokenizer.decode(tokens).strip()) > COMPRESSION_RATIO_THRESHOLD
-        runaway = repetitive and len(prompt) + len(tokens) >= max_length  # looped until the budget ran out
-        candidates.append((runaway, repetitive, -avg_logprob, result, avg_logprob))
-        if not repetitive or result.no_speech_prob > cfg.no_speech_threshold:
-            break
-    runaway, repetitive, _cost, result, avg_logprob = min(candidates, key=lambda c: c[:3])
-    return result, float(avg_logprob), repetitive, runaway
+    return max_length, sorted({*get_suppressed_tokens(tokenizer, [-1]), *beyond_audio})
 
 
-def _window(whisper: Whisper, audio: np.ndarray, language: str | None, cfg: AsrConfig, window_s: float) -> Transcript:
-    """Encode audio (<= 30 s) in one window of window_s and decode it (see `_decode`)."""
+def _generate(model: "WhisperModel", encoder_output: Any, prompts: list[list[int]], beam: int, max_length: int,
+              suppress: list[int], temperature: float = 0.0) -> list[Any]:
+    sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
+    return model.model.generate(
+        encoder_output,
+        prompts,
+        beam_size=beam if temperature == 0 else 1,
+        max_length=max_length,
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=suppress,
+        max_initial_timestamp_index=int(round(1.0 / model.time_precision)),  # first words within 1 s
+        **sampling,
+    )
+
+
+@dataclass
+class _Decoded:
+    result: Any
+    avg_logprob: float
+    repetitive: bool
+    runaway: bool
+
+
+def _assess(result: Any, tokenizer: "Tokenizer", prompt_length: int, max_length: int) -> _Decoded:
+    from faster_whisper.transcribe import get_compression_ratio
+
+    tokens = result.sequences_ids[0]
+    avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper (length_penalty 1)
+    repetitive = get_compression_ratio(tokenizer.decode(tokens).strip()) > COMPRESSION_RATIO_THRESHOLD
+    runaway = repetitive and prompt_length + len(tokens) >= max_length  # looped until the budget ran out
+    return _Decoded(result, float(avg_logprob), repetitive, runaway)
+
+
+def _needs_more(first: _Decoded, plan: DecodePlan, cfg: AsrConfig) -> bool:
+    no_speech = first.result.no_speech_prob > cfg.no_speech_threshold
+    return (plan.beam > 1 and no_speech) or (first.repetitive and not no_speech)
+
+
+def _settle(model: "WhisperModel", encoder_output: Any, prompt: list[int], tokenizer: "Tokenizer", cfg: AsrConfig,
+            plan: DecodePlan, first: _Decoded) -> _Decoded:
+    """Finish one utterance whose first decode (temperature 0, the plan's beam) was `first`, where
+    `_needs_more` says so. `encoder_output` is this utterance's alone.
+
+    - A beam that says it is probably no speech is decoded again greedily: Whisper's silence rule
+      weighs the no-speech probability against the average log-probability of a greedy decode, and
+      a beam finds a likelier hallucination ("1, 2, 3, 4, ..." from 3 s of hum).
+    - faster-whisper's temperature fallback, for one failure only: a repetition loop (compression
+      ratio above COMPRESSION_RATIO_THRESHOLD), retried with one sample per temperature. Unlike
+      faster-whisper, a low average log-probability is not re-sampled and audio Whisper calls
+      silence is not retried: both are judged by the hallucination filter, and re-sampling them cost
+      up to six decodes (measured 4-13 s on 3 s of noise) for nothing a listener could use.
+
+    The best result wins: no runaway loop (repetitive and cut off by the token budget, which real
+    speech, even a sentence said four times, does not reach), not repetitive, most probable."""
+    max_length, suppress = _limits(model, tokenizer, plan, len(prompt))
+    if plan.beam > 1 and first.result.no_speech_prob > cfg.no_speech_threshold:
+        first = _assess(_generate(model, encoder_output, [prompt], 1, max_length, suppress)[0], tokenizer, len(prompt), max_length)
+    candidates = [first]
+    if first.repetitive and first.result.no_speech_prob <= cfg.no_speech_threshold:
+        for temperature in TEMPERATURES[1:]:
+            result = _generate(model, encoder_output, [prompt], 1, max_length, suppress, temperature)[0]
+            candidates.append(_assess(result, tokenizer, len(prompt), max_length))
+            if not candidates[-1].repetitive or result.no_speech_prob > cfg.no_speech_threshold:
+                break
+    return min(candidates, key=lambda c: (c.runaway, c.repetitive, -c.avg_logprob))
+
+
+def _decode_group(whisper: Whisper, plan: DecodePlan, items: list[tuple[np.ndarray, str | None, AsrConfig]]) -> list[Transcript]:
+    """Utterances (<= 30 s) sharing a plan: one encode and one generate for all of them, then each
+    one finished on its own (`_settle`, `_segments`, the hallucination filter)."""
     model = whisper.model
     start = time.perf_counter()
-    encoder_output = model.encode(encoder_input(whisper, audio, window_s))
-    if language is None:
-        token, _probability = model.model.detect_language(encoder_output)[0][0]
-        language = token[2:-2]
-    tokenizer = whisper.tokenizer(language)
-    duration = len(audio) / SAMPLE_RATE
-    result, avg_logprob, repetitive, runaway = _decode(model, encoder_output, tokenizer, cfg, duration)
-    segments = _segments(model, tokenizer, result.sequences_ids[0], duration)
-    text = " ".join(s.text for s in segments)
-    return _finish(text, language, float(result.no_speech_prob), avg_logprob, segments, start, cfg, repetitive, runaway)
+    features = np.stack([encoder_input(whisper, audio, plan.window_s) for audio, _, _ in items])
+    encoder_output = model.encode(features)
+    languages = [language for _, language, _ in items]
+    if any(language is None for language in languages):
+        detected = model.model.detect_language(encoder_output)
+        languages = [language or detected[i][0][0][2:-2] for i, language in enumerate(languages)]
+    tokenizers = [whisper.tokenizer(language) for language in languages]
+    prompts = [model.get_prompt(tokenizer, [], without_timestamps=False) for tokenizer in tokenizers]
+    max_length, suppress = _limits(model, tokenizers[0], plan, len(prompts[0]))  # the same for every language
+    firsts = _generate(model, encoder_output, prompts, plan.beam, max_length, suppress)
+    transcripts = []
+    for i, ((audio, _language, cfg), tokenizer, prompt, result) in enumerate(zip(items, tokenizers, prompts, firsts)):
+        decoded = _assess(result, tokenizer, len(prompt), max_length)
+        if _needs_more(decoded, plan, cfg):  # rare: its own encoder output for the decodes it needs alone
+            own = model.encode(features[i : i + 1]) if len(items) > 1 else encoder_output
+            decoded = _settle(model, own, prompt, tokenizer, cfg, plan, decoded)
+        duration = len(audio) / SAMPLE_RATE
+        segments = _segments(model, tokenizer, decoded.result.sequences_ids[0], duration)
+        text = " ".join(s.text for s in segments)
+        transcripts.append(_finish(text, languages[i], float(decoded.result.no_speech_prob), decoded.avg_logprob,
+                                   segments, start, cfg, decoded.repetitive, decoded.runaway))
+    return transcripts
 
 
 def _segments(model: "WhisperModel", tokenizer: "Tokenizer", tokens: list[int], duration: float) -> list[Segment]:
@@ -487,11 +551,26 @@ def transcribe(whisper: Whisper, audio16k: np.ndarray, language: str | None, cfg
     Up to 30 s uses one encoder window (short when cfg.short_window); longer audio goes through
     faster-whisper's seek loop. Hallucinations are dropped as described in the module docstring.
     """
-    audio = check_audio(audio16k)
-    language = _language(whisper, language)
-    duration = len(audio) / SAMPLE_RATE
-    if len(audio) == 0:
-        return Transcript("", language or "", None, None, [], 0.0, filtered="empty")
-    if duration <= FULL_WINDOW_S:
-        return _window(whisper, audio, language, cfg, window_seconds(duration, cfg.short_window))
-    return _long(whisper, audio, language, cfg)
+    return transcribe_many(whisper, [(audio16k, language, cfg)])[0]
+
+
+def transcribe_many(whisper: Whisper, requests: list[tuple[np.ndarray, str | None, AsrConfig]]) -> list[Transcript]:
+    """Transcribe several utterances at once (several rooms, several files in flight): the ones
+    with the same DecodePlan are encoded and decoded as one batch, and each gets what `transcribe`
+    would give it alone (every guard is per utterance). A bad request raises its ValueError or
+    UserError before anything runs."""
+    items = [(check_audio(audio), _language(whisper, language), cfg) for audio, language, cfg in requests]
+    transcripts: list[Transcript | None] = [None] * len(items)
+    groups: dict[DecodePlan, list[int]] = {}
+    for i, (audio, language, cfg) in enumerate(items):
+        duration = len(audio) / SAMPLE_RATE
+        if len(audio) == 0:
+            transcripts[i] = Transcript("", language or "", None, None, [], 0.0, filtered="empty")
+        elif duration > FULL_WINDOW_S:
+            transcripts[i] = _long(whisper, audio, language, cfg)
+        else:
+            groups.setdefault(plan_for(duration, cfg), []).append(i)
+    for plan, members in groups.items():
+        for i, transcript in zip(members, _decode_group(whisper, plan, [items[i] for i in members])):
+            transcripts[i] = transcript
+    return transcripts  # type: ignore[return-value]

@@ -1,8 +1,11 @@
 """One utterance in, one feed message body out: Whisper, then the emotion bundle.
 
-The server calls `analyze` and `partial` from a single worker thread, so the models need no locks
-and Whisper gets all of asr.cpu_threads. Bodies follow docs/feed.md (`utterance`, `partial`);
-the server adds `type`, `session`, `seq`, `t` and `latency_ms.end_to_message`.
+A session calls `analyze` and `partial` from its own analyzer thread. Several sessions of one
+process (rooms, archive files in flight) share one copy of the models: `share()` turns the ASR into
+a BatchedAsr (streamer/asr_queue.py) that decodes the utterances of all of them in batches, and
+`sibling()` gives each session an analyzer of its own on those models, the emotion bundle guarded
+by a lock (its text encoder's cache is not thread-safe). Bodies follow docs/feed.md (`utterance`,
+`partial`); the session adds `type`, `session`, `seq`, `t` and `latency_ms.end_to_message`.
 
 What is said when there is nothing to say: a transcript Whisper's filters drop (no speech, a known
 hallucination) leaves the utterance without text. With an audio model in the bundle the utterance
@@ -18,6 +21,7 @@ finished utterance, which comes at least vad.min_silence_ms after the last parti
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections import Counter
 from typing import Any, Sequence
@@ -26,6 +30,7 @@ import numpy as np
 
 from core.asr import SAMPLE_RATE, Transcript, Whisper, load_whisper, transcribe
 from core.bundle import Bundle, Prediction, Sample, load_bundle
+from streamer.asr_queue import BatchedAsr
 from streamer.config import Config
 from streamer.segmenter import SpeechUpdate, Utterance
 
@@ -70,11 +75,14 @@ def _emotion(result: Any) -> dict[str, Any] | None:
 class Analyzer:
     """Whisper plus the emotion bundle for one session (see the module docstring)."""
 
-    def __init__(self, config: Config, whisper: Whisper | None = None, bundle: Bundle | None = None) -> None:
+    def __init__(self, config: Config, whisper: Whisper | None = None, bundle: Bundle | None = None,
+                 asr: BatchedAsr | None = None, bundle_lock: threading.Lock | None = None) -> None:
         self.config = config
         self.whisper = whisper or load_whisper(config.asr)
         bundle = bundle or load_bundle(config.emotion.bundle, device=config.emotion.device)
         self._bundle = bundle
+        self.asr = asr  # None: this analyzer calls Whisper itself
+        self._bundle_lock = bundle_lock or threading.Lock()
         self._timed = {role: _Timed(model) for role, model in bundle.models.items()}
         stacker = None
         if bundle.stacker is not None:
@@ -86,11 +94,21 @@ class Analyzer:
         self.analyzed = 0  # utterances that produced a message
         self._last_partial_text: tuple[int, float] = (0, 0.0)  # (utterance id, stream time) of the last interim text
 
-    def sibling(self) -> "Analyzer":
-        """An analyzer for another session on the same loaded models, with counters of its own. Run
-        the siblings' calls on one thread (Session's `models_thread`): the models are not all
-        thread-safe."""
-        return Analyzer(self.config, whisper=self.whisper, bundle=self._bundle)
+    def share(self) -> "Analyzer":
+        """Let several sessions use these models at once: ASR through one batching thread."""
+        if self.asr is None:
+            self.asr = BatchedAsr(self.whisper)
+        return self
+
+    def sibling(self, config: Config | None = None) -> "Analyzer":
+        """An analyzer for another session (its own `config`, e.g. another room's language) on the
+        same loaded models, with counters of its own; safe to call from its own thread after share()."""
+        return Analyzer(config or self.config, whisper=self.whisper, bundle=self._bundle, asr=self.asr,
+                        bundle_lock=self._bundle_lock)
+
+    def close(self) -> None:
+        if self.asr is not None:
+            self.asr.close()
 
     @property
     def has_audio_model(self) -> bool:
@@ -101,13 +119,16 @@ class Analyzer:
         return {"asr": self.whisper.describe(self.config.asr.short_window), **self.bundle.loaded()}
 
     def _transcribe(self, audio: np.ndarray) -> Transcript:
+        if self.asr is not None:
+            return self.asr.transcribe(audio, self.config.asr.language, self.config.asr)
         return transcribe(self.whisper, audio, self.config.asr.language, self.config.asr)
 
     def _predict(self, sample: Sample) -> tuple[Prediction, dict[str, float | None]]:
         for timed in self._timed.values():
             timed.ms = None
         start = time.perf_counter()
-        prediction = self.bundle.predict([sample])[0]
+        with self._bundle_lock:
+            prediction = self.bundle.predict([sample])[0]
         latency = {"emotion": _ms((time.perf_counter() - start) * 1000.0)}
         latency.update({LATENCY_KEYS[role]: _ms(timed.ms) for role, timed in self._timed.items()})
         return prediction, latency

@@ -19,7 +19,6 @@ import io
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -158,8 +157,7 @@ def todo(jobs: list[Job], summary: Summary, overwrite: bool) -> tuple[list[Job],
     return run, done
 
 
-async def analyze_one(job_input: Path | bytes, name: str, config: Config, analyzer: Any,
-                      models_thread: ThreadPoolExecutor | None = None) -> tuple[str, FileResult]:
+async def analyze_one(job_input: Path | bytes, name: str, config: Config, analyzer: Any) -> tuple[str, FileResult]:
     """One file through a Session: (its JSONL text, its result). Never raises for a bad file: the
     reason is the result's error."""
     from streamer.analyze import analyze_file
@@ -168,8 +166,7 @@ async def analyze_one(job_input: Path | bytes, name: str, config: Config, analyz
     started = time.perf_counter()
     out = io.StringIO()
     try:
-        result = await analyze_file(job_input, config, Segmenter(config.vad), analyzer, out, models_thread=models_thread,
-                                    name=name)
+        result = await analyze_file(job_input, config, Segmenter(config.vad), analyzer, out, name=name)
     except Exception as exc:  # a bug on one file must not stop the archive; the summary names it
         return "", FileResult(name, "", error=f"{type(exc).__name__}: {exc}", wall_s=time.perf_counter() - started)
     problems = [e["message"] for e in result["errors"]]
@@ -194,12 +191,13 @@ def write_result(job: Job, text: str, result: FileResult) -> FileResult:
 
 async def run_local(jobs: list[Job], config: Config, in_flight: int, done: Callable[[FileResult], None],
                     progress: Callable[[float], None]) -> None:
-    """Analyse `jobs` in this process, `in_flight` files at a time on one copy of the models; `done`
-    gets each result as it finishes, `progress` the audio seconds analysed so far, twice a second."""
+    """Analyse `jobs` in this process, `in_flight` files at a time on one copy of the models, their
+    utterances transcribed in batches (streamer/asr_queue.py); `done` gets each result as it
+    finishes, `progress` the audio seconds analysed so far, twice a second."""
     from streamer.run import load_pipeline
 
     _segmenter, analyzer = await asyncio.to_thread(load_pipeline, config)
-    models_thread = ThreadPoolExecutor(1, thread_name_prefix="models")
+    analyzer.share()
     queue: asyncio.Queue[Job] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
@@ -209,8 +207,7 @@ async def run_local(jobs: list[Job], config: Config, in_flight: int, done: Calla
         nonlocal finished_s
         while not queue.empty():
             job = queue.get_nowait()
-            own = analyzer.sibling()
-            text, result = await analyze_one(job.input, job.name, config, own, models_thread)
+            text, result = await analyze_one(job.input, job.name, config, analyzer.sibling())
             finished_s += result.audio_s
             done(await asyncio.to_thread(write_result, job, text, result))
 
@@ -222,4 +219,4 @@ async def run_local(jobs: list[Job], config: Config, in_flight: int, done: Calla
         for w in workers:
             w.result()
     finally:
-        models_thread.shutdown(wait=False, cancel_futures=True)
+        analyzer.close()

@@ -15,6 +15,7 @@ from core import whisper_embedded as embedded
 from core.asr import (
     FULL_WINDOW_S,
     MIN_WINDOW_S,
+    SHORT_TURN_WINDOW_S,
     beam_for,
     judge,
     load_whisper,
@@ -172,7 +173,8 @@ def test_a_hub_model_that_cannot_be_had_fails_quickly_with_advice():
 
 
 def test_window_rounds_up_in_buckets_with_a_floor_and_a_cap():
-    assert window_seconds(1.3, True) == MIN_WINDOW_S == 8.0
+    assert window_seconds(1.3, True) == SHORT_TURN_WINDOW_S == 16.0  # short turns: a longer window
+    assert window_seconds(2.5, True) == MIN_WINDOW_S == 8.0
     assert window_seconds(8.1, True) == 10.0
     assert window_seconds(8.9, True) == 10.0
     assert window_seconds(9.94, True) == 12.0  # a second of window after the audio: no loop at the edge
@@ -315,3 +317,27 @@ def test_text_placed_after_the_end_of_the_audio_is_dropped(whisper):
     tokens = [at(0.0), *sentence, at(7.0), at(8.0), *sentence, at(15.0)]
     (segment,) = _segments(whisper.model, tokenizer, tokens, duration=6.32)
     assert (segment.start, segment.end, segment.text) == (0.0, 6.32, "Our team finished the project.")
+
+
+@pytest.mark.slow
+def test_a_batch_gives_each_utterance_what_it_would_get_alone(whisper):
+    """Rooms and archives share one Whisper through transcribe_many: utterances with the same plan are
+    encoded and decoded together, and every one of them must come out as it does on its own."""
+    from core.asr import plan_for, transcribe_many
+
+    require_espeak()
+    cfg = AsrConfig()
+    clips = [trim(synthesize(s)) for s in SENTENCES[:4]] + [trim(synthesize(SENTENCES[0]))[: 16000 * 1]]
+    rng = np.random.default_rng(3)
+    clips.append((0.003 * rng.standard_normal(3 * 16000)).astype(np.float32))  # hiss: dropped alone, dropped in a batch
+    requests = [(clip, "en", cfg) for clip in clips]
+    assert len({plan_for(len(c) / 16000, cfg) for c in clips}) < len(clips)  # some really share a batch
+    together = transcribe_many(whisper, requests)
+    for (clip, language, c), batched in zip(requests, together):
+        alone = transcribe(whisper, clip, language, c)
+        assert (batched.text, batched.filtered, [(s.start, s.end, s.text) for s in batched.segments]) == \
+               (alone.text, alone.filtered, [(s.start, s.end, s.text) for s in alone.segments])
+        if alone.avg_logprob is not None:
+            assert batched.avg_logprob == pytest.approx(alone.avg_logprob, abs=1e-3)
+            assert batched.no_speech_prob == pytest.approx(alone.no_speech_prob, abs=1e-3)
+    assert together[-1].text == "" and together[0].text
