@@ -13,7 +13,8 @@ utterances), a finished utterance is published when its cut is heard and its ana
 
 - eager: the daemon as configured (short window, beam 5 under 4 s, eager_silence_ms 200);
   `first partial` is when the full text is first shown (the eager partial, or the utterance);
-- baseline: the same cuts, each analysed only when cut, by faster-whisper's transcribe() (beam 1);
+- baseline: "min_silence + transcribe() + emotion" for the same cuts: each analysed when cut, by
+  faster-whisper's transcribe() (beam 1), on an idle machine (no queueing behind other utterances);
 - WER per bucket is over turns (a turn the VAD split in two is compared as a whole).
 """
 from __future__ import annotations
@@ -139,7 +140,7 @@ def main() -> int:
         rng = np.random.default_rng(seed)
         audio, spans = conversation(rng, args.per_bucket)
         cuts, eager = cut(audio, spans)
-        texts, jobs, base_jobs, heard = {}, [], [], {}
+        texts, jobs, base_seconds, heard = {}, [], {}, {}
         for index, (utterance, at) in enumerate(eager):  # speculations: real analyses, timed
             key = f"e{index}"
             texts[key], seconds = analyse(utterance.audio)
@@ -156,9 +157,8 @@ def main() -> int:
                 texts[key], seconds = analyse(c.utterance.audio)
                 work["all"] += seconds
                 jobs.append((c.cut_at, seconds, key))
-            texts[f"b{index}"], seconds = baseline(c.utterance.audio)
-            base_jobs.append((c.cut_at, seconds, f"b{index}"))
-        done, base_done = replay(jobs), replay(base_jobs)
+            texts[f"b{index}"], base_seconds[index] = baseline(c.utterance.audio)
+        done = replay(jobs)
         by_turn: dict[int, dict[str, list[str]]] = {}
         for index, c in enumerate(cuts):
             bucket = spans[c.turn][0]
@@ -172,7 +172,7 @@ def main() -> int:
                 published = partial = done[key]
             rows[bucket]["eager"].append(published - end)
             rows[bucket]["partial"].append(partial - end)
-            rows[bucket]["base"].append(base_done[f"b{index}"] - end)
+            rows[bucket]["base"].append(c.cut_at + base_seconds[index] - end)
             turn = by_turn.setdefault(c.turn, {"eager": [], "base": []})
             turn["eager"].append(texts[key])
             turn["base"].append(texts[f"b{index}"])

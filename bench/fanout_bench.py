@@ -33,11 +33,12 @@ def rss_mb(pid: int) -> float:
 def serve(port_out, start, messages: int, rate: float, done) -> None:
     from streamer import feed
     from streamer.config import ServerConfig
+    from streamer.rooms import Rooms
     from streamer.server import FeedServer
 
     async def main() -> None:
         log = feed.SessionLog("fanout-bench")
-        server = FeedServer(ServerConfig(port=0, client_queue=4096), log, lambda: {"schema": 1}, web_dir=Path("."))
+        server = FeedServer(ServerConfig(port=0, client_queue=4096), Rooms.single(log, lambda: {"schema": 1}), web_dir=Path("."))
         await server.start()
         port_out.put(server.port)
         while not start.is_set():

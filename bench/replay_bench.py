@@ -41,6 +41,7 @@ from core.asr import transcribe
 from streamer import feed, recorder, replay, sources
 from streamer import run as run_command
 from streamer.config import Config, override
+from streamer.rooms import Rooms
 from streamer.segmenter import Segmenter, Utterance
 from streamer.server import FeedServer
 from streamer.session import Session
@@ -96,7 +97,7 @@ async def client(port: int, counted: list[int]) -> None:
 
 async def daemon_run(config: Config, analyzer: Any, out: Path) -> dict[str, Any]:
     log = feed.SessionLog(feed.new_session_id())
-    server = FeedServer(config.server, log, lambda: {})
+    server = FeedServer(config.server, Rooms.single(log, lambda: {}))
     rec = recorder.Recorder(out, log, {"source": config.audio.source})
     run = Session(config, run_command.make_source(config), Segmenter(config.vad), analyzer, log,
                           server=server, recorder=rec)
@@ -137,7 +138,7 @@ def hour_of_feed(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def replay_run(config: Config, messages: list[dict[str, Any]]) -> dict[str, Any]:
     log = feed.SessionLog(messages[0]["session"])
-    server = FeedServer(config.server, log, lambda: {})
+    server = FeedServer(config.server, Rooms.single(log, lambda: {}))
     await server.start()
     counted = [0]
     reader = asyncio.create_task(client(server.port, counted))

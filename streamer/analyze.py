@@ -21,7 +21,6 @@ import io
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,7 +54,7 @@ def utterance_line(message: dict[str, Any]) -> str:
 
 
 async def analyze_file(source: Path | bytes, config: Config, segmenter: Any, analyzer: Any, out: IO[str], *,
-                       models_thread: ThreadPoolExecutor | None = None, name: str | None = None) -> dict[str, Any]:
+                       name: str | None = None) -> dict[str, Any]:
     """Run `source` (a path, or a file's bytes) through a Session, writing each utterance to `out`
     as it is published; returns the `session_end` body plus the problems reported (`errors`)."""
     from streamer.session import Session
@@ -87,7 +86,7 @@ async def analyze_file(source: Path | bytes, config: Config, segmenter: Any, ana
             end.update({k: v for k, v in message.items() if k not in SESSION_FIELDS})
 
     log.listen(on_entry)
-    session = Session(config, playback, segmenter, analyzer, log, models_thread=models_thread)
+    session = Session(config, playback, segmenter, analyzer, log)
     await session.run()
     return {**end, "errors": errors}
 

@@ -31,6 +31,7 @@ class ServerConfig:
     client_queue: int = setting(512, min=16, max=1_000_000)  # messages waiting per client before a slow client is dropped
     ping_interval_s: float = setting(20.0, above=0.0, max=3600.0)
     ping_timeout_s: float = setting(20.0, above=0.0, max=3600.0)
+    max_rooms: int = setting(8, min=1, max=64)  # rooms one daemon serves; one more is refused
 
 
 @dataclass
@@ -38,6 +39,7 @@ class AudioConfig:
     """Where audio comes from and how much of it may wait for analysis."""
 
     source: str = "mic"  # "mic", "file:PATH", "session:DIR" or "browser"
+    rooms: list[str] = setting(default_factory=list)  # "NAME=SPEC" each: several rooms instead of `source`
     device: str = ""  # microphone name or index; "" = the system default
     realtime: bool = True  # files play at real time; False = as fast as the machine goes
     block_ms: int = setting(32, min=4, max=1000)  # capture block; Silero VAD wants 512 samples at 16 kHz

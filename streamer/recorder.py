@@ -162,7 +162,7 @@ def list_sessions(root: Path) -> list[dict[str, Any]]:
             except UserError:
                 utterances = None
         sessions.append({"id": folder.name, "started": meta.get("started"), "duration": duration,
-                         "utterances": utterances, "models": meta.get("models")})
+                         "utterances": utterances, "models": meta.get("models"), "room": meta.get("room")})
     return sessions
 
 

@@ -20,6 +20,7 @@ from core.errors import UserError
 from core.labels import LABELS
 from streamer import feed, recorder
 from streamer.config import Config, load_config, override
+from streamer.rooms import Rooms
 from streamer.server import FeedServer, stop_on_signals
 
 FAST_BATCH = 200  # messages published between yields to the event loop with --fast
@@ -85,7 +86,7 @@ async def replay(folder: Path, config: Config, speed: float | None, exit_at_end:
         raise UserError(f"{folder}/meta.json has no valid 'started' time; the recording's metadata is damaged") from None
     log = feed.SessionLog(meta.get("id") or folder.name, started)
     hello = hello_for(meta, started)
-    server = FeedServer(config.server, log, lambda: hello)
+    server = FeedServer(config.server, Rooms.single(log, lambda: hello))
     await server.start()
     pace = "as fast as possible" if speed is None else f"at {speed:g}x"
     print(f"streamer: replaying session {log.session_id} ({len(messages)} messages) {pace} on "

@@ -1,8 +1,10 @@
-"""Run the monitor: serve the dashboard and the live feed of one source (mic, file, session, browser).
+"""Run the monitor: serve the dashboard and the live feed of one source, or of several rooms.
 
-`serve` loads the models, starts the server and runs one `Session` (streamer/session.py) until
-the source ends or a signal comes; after a source ends it keeps serving the finished session
-unless told to exit.
+`serve` loads the models once, starts the server and runs one `Session` (streamer/session.py) per
+room until every source has ended or a signal comes; after the sources end it keeps serving the
+finished sessions unless told to exit. Several rooms share the models (ASR batched across them,
+streamer/analyzer.py); each room has its own source, session, seq numbers and recording, and a
+room whose source fails or stalls leaves the others as they are (streamer/rooms.py).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from streamer.access import check_exposure
 from streamer.config import Config, load_config, override
 from streamer.devices import MicUnavailable
 from streamer.recorder import Recorder
+from streamer.rooms import DEFAULT_ROOM, Room, RoomRefused, Rooms, parse_sources
 from streamer.server import FeedServer, stop_on_signals
 from streamer.session import Session
 
@@ -35,29 +38,34 @@ def _redacted(config: Config) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="a config.toml (default: built-in defaults)")
-    parser.add_argument("--source", help="mic, file:PATH, session:DIR or browser (default: audio.source)")
+    parser.add_argument("--source", action="append", metavar="[NAME=]SPEC",
+                        help="mic, file:PATH, session:DIR or browser (default: audio.source); NAME=SPEC, "
+                             "given several times, serves each as a room of its own")
     parser.add_argument("--language", help="speech language for Whisper, e.g. ko, en (default: asr.language)")
     parser.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: server.port, 8765; 0 = any free port)")
-    parser.add_argument("--record", metavar="DIR", help="record the session into a folder under DIR")
+    parser.add_argument("--record", metavar="DIR", help="record each room's session into a folder under DIR")
     parser.add_argument("--bundle", help="emotion model bundle folder, or 'default'")
     parser.add_argument("--device", help="microphone name or index (`python -m streamer devices`)")
     parser.add_argument("--fast", action="store_true", help="play files as fast as possible instead of at real time")
-    parser.add_argument("--exit-at-end", action="store_true", help="stop serving when the source ends (scripts, benchmarks)")
+    parser.add_argument("--exit-at-end", action="store_true", help="stop serving when the sources end (scripts, benchmarks)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
+    single = args.source and len(args.source) == 1 and parse_sources(args.source)[0][0] == DEFAULT_ROOM
     return override(config, {
-        "audio.source": args.source, "asr.language": args.language, "server.host": args.host,
+        "audio.source": args.source[0] if single else None, "audio.rooms": args.source if args.source and not single else None,
+        "asr.language": args.language, "server.host": args.host,
         "server.port": args.port, "record.dir": args.record, "emotion.bundle": args.bundle,
         "audio.device": args.device, "audio.realtime": False if args.fast else None,
     })
 
 
-def make_source(config: Config) -> sources.Source:
-    """The source a spec names, checked now so a typo is an error before anything loads."""
-    spec = config.audio.source
+def make_source(config: Config, spec: str | None = None) -> sources.Source:
+    """The source a spec names (default: audio.source), checked now so a typo is an error before
+    anything loads."""
+    spec = config.audio.source if spec is None else spec
     block = int(config.audio.block_ms * SAMPLE_RATE / 1000)
     kind, _, rest = spec.partition(":")
     if spec == "mic":
@@ -83,17 +91,93 @@ def load_pipeline(config: Config) -> tuple[Any, Any]:
     return Segmenter(config.vad), Analyzer(config)
 
 
-async def serve(config: Config, *, exit_at_end: bool = False) -> int:
-    """Load, serve, analyse; after the source ends keep serving until a signal unless `exit_at_end`."""
-    check_exposure(config.server)
-    source = make_source(config)
-    mic_problem = None
+class Daemon:
+    """The rooms of one `run`: their sessions on shared models, behind one server."""
+
+    def __init__(self, config: Config, analyzer: Any, record_dir: Path | None, shared: bool) -> None:
+        self.config = config
+        self.analyzer = analyzer.share() if shared else analyzer
+        self.shared = shared
+        self.record_dir = record_dir
+        self.sessions: dict[str, Session] = {}
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.rooms = Rooms(config.server.max_rooms, opener=self.open_browser_room)
+        self.server = FeedServer(config.server, self.rooms, record_dir=record_dir)
+
+    def open(self, name: str, source: sources.Source, problem: str | None = None) -> Room:
+        """A room for `source`: its session log, recording and session, running from now."""
+        log = feed.SessionLog(feed.new_session_id())
+        session: Session
+
+        def hello() -> dict[str, Any]:
+            return {**session.hello(), "room": name}
+
+        room = self.rooms.add(Room(name, log, hello, source.name, state=lambda: session.state_name(),
+                                   utterances=lambda: session.counters.utterances))
+        recorder = None
+        if self.record_dir is not None:
+            recorder = Recorder(self.record_dir, log, {"room": name, "source": source.name, "language": self.config.asr.language,
+                                                       "models": self.analyzer.models(), "config": _redacted(self.config)},
+                                on_failure=lambda reason: session.recording_failed(reason))
+        from streamer.segmenter import Segmenter
+
+        analyzer = self.analyzer.sibling() if self.shared else self.analyzer
+        session = Session(self.config, source, Segmenter(self.config.vad), analyzer, log, server=self.server,
+                          recorder=recorder, room=room)
+        self.sessions[name] = session
+        self.tasks[name] = task = asyncio.get_running_loop().create_task(session.run())
+        task.add_done_callback(lambda _task: self._ended(name))
+        print(f"streamer: room {name}: session {log.session_id}, source {source.name}", file=sys.stderr, flush=True)
+        if problem:
+            session.report("no_microphone", f"{problem}. Serving on: the dashboard's microphone button is the input")
+        return room
+
+    def _ended(self, name: str) -> None:
+        task, session = self.tasks[name], self.sessions[name]
+        reason = session.end_reason or "shutdown"
+        if not task.cancelled() and task.exception() is not None:
+            traceback.print_exception(task.exception(), file=sys.stderr)
+            reason = session.end_reason = "failed"
+        print(f"streamer: room {name}: session ended ({reason}), {session.counters.utterances} utterances",
+              file=sys.stderr, flush=True)
+
+    async def open_browser_room(self, name: str) -> Room:
+        """A /mic?room=NAME for a room that does not exist yet, with --source browser: open it."""
+        return self.open(name, sources.BrowserSource())
+
+    async def wait(self, stop: asyncio.Event, exit_at_end: bool) -> dict[str, str]:
+        """Until every source ended (and, unless exit_at_end, a signal) or a signal: each room's end reason."""
+        stopping = asyncio.create_task(stop.wait())
+        while not stop.is_set() and not all(task.done() for task in self.tasks.values()):
+            await asyncio.wait({stopping, *self.tasks.values()}, return_when=asyncio.FIRST_COMPLETED)
+        if not exit_at_end and not stop.is_set():
+            print("streamer: still serving the finished sessions; Ctrl-C to stop", file=sys.stderr, flush=True)
+            await stopping
+        for task in self.tasks.values():
+            task.cancel()
+        stopping.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        return {name: session.end_reason or "shutdown" for name, session in self.sessions.items()}
+
+
+def _opened(config: Config, spec: str) -> tuple[sources.Source, str | None]:
+    """The source of `spec`, a microphone tried now: without one, the browser's (and why)."""
+    source = make_source(config, spec)
     if isinstance(source, sources.MicSource):
         try:
             source.open()
         except MicUnavailable as exc:
-            mic_problem = str(exc)
-            source = sources.BrowserSource()
+            return sources.BrowserSource(), str(exc)
+    return source, None
+
+
+async def serve(config: Config, *, exit_at_end: bool = False) -> int:
+    """Load, serve, analyse; after the sources end keep serving until a signal unless `exit_at_end`."""
+    check_exposure(config.server)
+    specs = parse_sources(config.audio.rooms or [config.audio.source])
+    if len(specs) > config.server.max_rooms:
+        raise UserError(f"{len(specs)} rooms, but server.max_rooms is {config.server.max_rooms}; raise it or give fewer sources")
+    opened = {name: _opened(config, spec) for name, spec in specs}
     record_dir = Path(config.record.dir).expanduser() if config.record.dir else None
     if record_dir is not None:
         try:
@@ -101,40 +185,23 @@ async def serve(config: Config, *, exit_at_end: bool = False) -> int:
         except OSError as exc:
             raise UserError(f"cannot create the record folder {record_dir} ({exc.strerror}); pick a writable --record DIR") from None
     print("streamer: loading models ...", file=sys.stderr, flush=True)
-    segmenter, analyzer = await asyncio.to_thread(load_pipeline, config)
-    log = feed.SessionLog(feed.new_session_id())
-    server = FeedServer(config.server, log, lambda: session.hello(), record_dir=record_dir)
-    recorder = None
-    if record_dir is not None:
-        recorder = Recorder(record_dir, log, {"source": source.name, "language": config.asr.language,
-                                              "models": analyzer.models(), "config": _redacted(config)},
-                            on_failure=lambda reason: session.recording_failed(reason))
-    session = Session(config, source, segmenter, analyzer, log, server=server, recorder=recorder)
-    await server.start()
+    _segmenter, analyzer = await asyncio.to_thread(load_pipeline, config)
+    browser_rooms = any(isinstance(source, sources.BrowserSource) for source, _ in opened.values())
+    daemon = Daemon(config, analyzer, record_dir, shared=len(opened) > 1 or browser_rooms)
+    try:
+        for name, (source, problem) in opened.items():
+            daemon.open(name, source, problem)
+    except RoomRefused as exc:
+        raise UserError(exc.reason) from None
+    await daemon.server.start()
     token = "?token=..." if config.server.token else ""
-    print(f"streamer: session {log.session_id}, serving http://{config.server.host}:{server.port}/{token} "
-          f"(feed ws://{config.server.host}:{server.port}/ws)", file=sys.stderr, flush=True)
-    if mic_problem:
-        session.report("no_microphone", f"{mic_problem}. Serving on: the dashboard's microphone button is the input")
-    stop = stop_on_signals()
-    running = asyncio.create_task(session.run())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if not running.done():
-        running.cancel()
-    reason = (await asyncio.gather(running, return_exceptions=True))[0]
-    if isinstance(reason, BaseException) and not isinstance(reason, asyncio.CancelledError):
-        traceback.print_exception(reason, file=sys.stderr)
-        reason = "failed"
-    elif not isinstance(reason, str):
-        reason = "shutdown"
-    print(f"streamer: session ended ({reason}), {session.counters.utterances} utterances", file=sys.stderr, flush=True)
-    if not exit_at_end and not stop.is_set():
-        print("streamer: still serving the finished session; Ctrl-C to stop", file=sys.stderr, flush=True)
-        await stop.wait()
-    stopping.cancel()
-    await server.close()
-    return 1 if reason in ("source failed", "failed") else 0
+    host, port = config.server.host, daemon.server.port
+    print(f"streamer: serving http://{host}:{port}/{token} (feed ws://{host}:{port}/ws"
+          f"{'?room=NAME' if len(opened) > 1 else ''})", file=sys.stderr, flush=True)
+    reasons = await daemon.wait(stop_on_signals(), exit_at_end)
+    await daemon.server.close()
+    analyzer.close()
+    return 1 if any(reason in ("source failed", "failed") for reason in reasons.values()) else 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,6 @@ import socket
 import struct
 import termios
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -42,6 +41,7 @@ from core.errors import UserError
 from streamer import feed, ranges, recorder
 from streamer.access import check_exposure, reachable_hosts, refusal
 from streamer.config import ServerConfig
+from streamer.rooms import Room, RoomRefused, Rooms
 
 
 def dashboard_dir() -> Path:
@@ -91,28 +91,33 @@ class FeedServer:
     def __init__(
         self,
         config: ServerConfig,
-        log_: feed.SessionLog,
-        hello: Callable[[], dict[str, Any]],
+        rooms: Rooms,
         web_dir: Path | None = None,
         record_dir: Path | None = None,
     ) -> None:
         check_exposure(config)
         self.config = config
-        self.log = log_
-        self.hello = hello
+        self.rooms = rooms
         self.web_dir = (web_dir or dashboard_dir()).resolve()
         self.record_dir = record_dir
-        self.browser: Any = None  # the session's BrowserSource while it accepts /mic
-        self._clients: dict[ServerConnection, tuple[feed.Subscriber, asyncio.Event]] = {}
+        # room name -> its feed clients: a room's messages wake only its own clients
+        self._clients: dict[str, dict[ServerConnection, tuple[feed.Subscriber, asyncio.Event]]] = {}
         self._server: Server | None = None
         self._hosts = reachable_hosts(config)
         self._downloads = asyncio.Semaphore(ranges.FULL_AT_ONCE)
         self.dropped_clients = 0
-        log_.listen(self._on_entry)
+        rooms.watch(self._watch)
+
+    def _watch(self, room: Room) -> None:
+        self._clients.setdefault(room.name, {})
+        room.log.listen(lambda entry: self._on_entry(room, entry))
 
     @property
     def clients(self) -> int:
-        return len(self._clients)
+        return sum(len(clients) for clients in self._clients.values())
+
+    def clients_of(self, room: str) -> int:
+        return len(self._clients.get(room, {}))
 
     @property
     def port(self) -> int:
@@ -144,12 +149,12 @@ class FeedServer:
 
     # -- fan-out ------------------------------------------------------------------------------
 
-    def _on_entry(self, entry: feed.Entry) -> None:
-        for ws, (sub, wake) in list(self._clients.items()):
+    def _on_entry(self, room: Room, entry: feed.Entry) -> None:
+        for ws, (sub, wake) in list(self._clients[room.name].items()):
             if sub.dropped:
                 continue
             sub.acknowledged(_unacknowledged_bytes(ws))
-            if sub.overflowed(self.log.head):
+            if sub.overflowed(room.log.head):
                 self._drop(ws, sub)
             else:
                 wake.set()
@@ -172,36 +177,44 @@ class FeedServer:
     async def _feed_client(self, ws: ServerConnection) -> None:
         query = parse_qs(urlsplit(ws.request.path).query)
         try:
+            room = self.rooms.find(_room_asked(query))
+        except RoomRefused as exc:
+            await ws.close(exc.code, exc.reason[:120])
+            return
+        log_ = room.log
+        try:
             since, problem = feed.parse_since(query.get("since", [])), None
         except ValueError as exc:
             since, problem = None, str(exc)
         # Reading the head and registering happen in one loop step: no message can slip between.
-        sub = feed.Subscriber.at(self.log, since, self.config.client_queue)
-        sub.replies.append(self.log.reply("hello", self.hello()))
+        sub = feed.Subscriber.at(log_, since, self.config.client_queue)
+        sub.replies.append(log_.reply("hello", room.hello()))
         if problem:
-            sub.replies.append(self.log.reply("error", feed.error_body("bad_since", problem)))
+            sub.replies.append(log_.reply("error", feed.error_body("bad_since", problem)))
         wake = asyncio.Event()
         _limit_send_buffer(ws)
-        self._clients[ws] = (sub, wake)
-        sender = asyncio.create_task(self._send_loop(ws, sub, wake))
+        clients = self._clients[room.name]
+        clients[ws] = (sub, wake)
+        sender = asyncio.create_task(self._send_loop(ws, log_, sub, wake))
         try:
             async for frame in ws:
                 type_, body = feed.answer(frame)
-                sub.replies.append(self.log.reply(type_, body))
-                if sub.overflowed(self.log.head):
+                sub.replies.append(log_.reply(type_, body))
+                if sub.overflowed(log_.head):
                     self._drop(ws, sub)
                     break
                 wake.set()
         except ConnectionClosed:
             pass
         finally:
-            del self._clients[ws]
+            del clients[ws]
             sender.cancel()
 
-    async def _send_loop(self, ws: ServerConnection, sub: feed.Subscriber, wake: asyncio.Event) -> None:
+    async def _send_loop(self, ws: ServerConnection, log_: feed.SessionLog, sub: feed.Subscriber,
+                         wake: asyncio.Event) -> None:
         try:
             while not sub.dropped:
-                batch = sub.take(self.log)
+                batch = sub.take(log_)
                 if not batch:
                     wake.clear()
                     await wake.wait()
@@ -217,9 +230,14 @@ class FeedServer:
             pass
 
     async def _mic_client(self, ws: ServerConnection) -> None:
-        browser = self.browser
+        try:
+            room = await self.rooms.for_microphone(_room_asked(parse_qs(urlsplit(ws.request.path).query)))
+        except RoomRefused as exc:
+            await ws.close(exc.code, exc.reason[:120])
+            return
+        browser = room.browser
         if browser is None:
-            await ws.close(1008, "this daemon does not take a browser microphone; start it with --source browser")
+            await ws.close(1008, "this room does not take a browser microphone; start it with --source browser")
             return
         refusal = browser.attach()
         if refusal:
@@ -229,7 +247,7 @@ class FeedServer:
             async for frame in ws:
                 problem = browser.feed(frame)
                 if problem:
-                    await ws.send(self.log.reply("error", feed.error_body("bad_frame", problem)))
+                    await ws.send(room.log.reply("error", feed.error_body("bad_frame", problem)))
         except ConnectionClosed:
             pass
         finally:
@@ -264,6 +282,8 @@ class FeedServer:
 
     async def _api(self, ws: ServerConnection, path: str, byte_range: str | None) -> Response:
         parts = [unquote(p) for p in path.split("/")[2:]]
+        if parts == ["rooms"]:
+            return _body(ws, json.dumps([room.info() for room in self.rooms], ensure_ascii=False).encode(), "application/json")
         if parts == ["sessions"]:
             sessions = await asyncio.to_thread(recorder.list_sessions, self.record_dir) if self.record_dir else []
             return _body(ws, json.dumps(sessions, ensure_ascii=False).encode(), "application/json")
@@ -278,7 +298,8 @@ class FeedServer:
                 return await self._audio(ws, file, byte_range)
             body = await asyncio.to_thread(file.read_bytes)
             return _body(ws, body, "application/x-ndjson; charset=utf-8")
-        return _text(ws, 404, "unknown API path; the API is /api/sessions, /api/sessions/ID/feed.jsonl and /api/sessions/ID/audio.wav")
+        return _text(ws, 404, "unknown API path; the API is /api/rooms, /api/sessions, /api/sessions/ID/feed.jsonl and "
+                              "/api/sessions/ID/audio.wav")
 
     async def _audio(self, ws: ServerConnection, path: Path, byte_range: str | None) -> Response:
         """A recording, a range at a time from the file (streamer/ranges.py)."""
@@ -348,6 +369,11 @@ def _body(ws: ServerConnection, body: bytes, content_type: str, status: tuple[in
         ]
     )
     return Response(*status, headers, body)
+
+
+def _room_asked(query: dict[str, list[str]]) -> str | None:
+    values = query.get("room", [])
+    return values[-1] if values else None
 
 
 def _frame_bytes(text: str) -> int:

@@ -26,6 +26,7 @@ from streamer import feed, sources
 from streamer.config import Config
 from streamer.devices import MicUnavailable
 from streamer.recorder import Recorder
+from streamer.rooms import Room
 from streamer.segmenter import BadAudio, EagerEnd, Utterance
 from streamer.server import FeedServer
 
@@ -75,10 +76,9 @@ class Session:
         *,
         server: FeedServer | None = None,
         recorder: Recorder | None = None,
-        models_thread: ThreadPoolExecutor | None = None,
+        room: Room | None = None,
     ) -> None:
-        """`models_thread`: the one-thread executor that runs the analyzer, when sessions share the
-        models (several files or rooms in one process); by default a session has its own."""
+        """`room`: the room this session is, when a server serves it (its clients, its /mic)."""
         self.config = config
         self.source = source
         self.segmenter = segmenter
@@ -86,6 +86,7 @@ class Session:
         self.log = log
         self.server = server
         self.recorder = recorder
+        self.room = room
         self.frames = sources.FrameQueue(config.audio.queue_s)
         self.utterances: asyncio.Queue = asyncio.Queue(UTTERANCE_QUEUE)
         self.counters = Counters()
@@ -97,10 +98,9 @@ class Session:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._vad = ThreadPoolExecutor(1, thread_name_prefix="vad")
-        self._own_models_thread = models_thread is None
-        self._asr = models_thread or ThreadPoolExecutor(1, thread_name_prefix="analyzer")
-        if server is not None and isinstance(source, sources.BrowserSource):
-            server.browser = source
+        self._asr = ThreadPoolExecutor(1, thread_name_prefix="analyzer")
+        if room is not None and isinstance(source, sources.BrowserSource):
+            room.browser = source
 
     # -- what clients see ---------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ class Session:
         waiting = min((t for t, _ in self.counters.emitted.values()), default=now)
         return self.frames.queued_s + (now - waiting)
 
-    def _state(self) -> str:
+    def state_name(self) -> str:
         if self.end_reason:
             return "ended"
         if isinstance(self.source, (sources.BrowserSource, sources.MicSource)):
@@ -127,8 +127,9 @@ class Session:
     def publish_status(self) -> None:
         self.log.publish("status", feed.status_body(
             self.segmenter.take_peak_level_db(), self.segmenter.speaking,
-            self.lag_s(), self.frames.dropped_frames, self.server.clients if self.server else 0,
-            self.source.name, self._state()))
+            self.lag_s(), self.frames.dropped_frames,
+            self.server.clients_of(self.room.name) if self.server and self.room else 0,
+            self.source.name, self.state_name()))
 
     # -- the pipeline -------------------------------------------------------------------------
 
@@ -173,11 +174,11 @@ class Session:
         try:
             await self.source.run(self.frames, self.report)
         except MicUnavailable as exc:
-            if self.server is None:
+            if self.room is None:
                 raise
             self.report("no_microphone", f"{exc}. Serving on: the dashboard's microphone button is the input now")
             self.source = sources.BrowserSource()
-            self.server.browser = self.source
+            self.room.browser = self.source
             await self.source.run(self.frames, self.report)
         except sources.SourceError as exc:
             self.end_reason = "source failed"
@@ -335,5 +336,4 @@ class Session:
         if self.recorder is not None:
             self.recorder.close(summary)
         self._vad.shutdown(wait=False, cancel_futures=True)
-        if self._own_models_thread:
-            self._asr.shutdown(wait=False, cancel_futures=True)
+        self._asr.shutdown(wait=False, cancel_futures=True)

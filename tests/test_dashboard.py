@@ -481,7 +481,7 @@ def test_a_page_opened_with_a_token_passes_it_on_every_request(browser, recordin
         page.click("#mic-button")  # the daemon plays a file: it refuses /mic, but only after the token check
         page.wait_for_function("document.getElementById('notice').textContent.includes('--source browser')", timeout=10_000)
         guarded = [u for u in requests + [download] if "/api/" in u or u.split("?")[0].endswith(("/ws", "/mic"))]
-        assert {u.split("?")[0].rsplit("/", 1)[-1] for u in guarded} == {"sessions", "feed.jsonl", "audio.wav", "ws", "mic"}
+        assert {u.split("?")[0].rsplit("/", 1)[-1] for u in guarded} == {"rooms", "sessions", "feed.jsonl", "audio.wav", "ws", "mic"}
         assert [u for u in guarded if f"token={token}" not in u] == []
         assert refused == []
     finally:

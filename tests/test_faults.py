@@ -24,6 +24,7 @@ from core.audio import decode
 from streamer import devices, feed, sources
 from streamer.config import Config, ServerConfig, override
 from streamer.recorder import read_feed, read_meta
+from streamer.rooms import Rooms
 from streamer.segmenter import Segmenter
 from streamer.server import FeedServer
 from streamer.session import Session
@@ -278,7 +279,7 @@ def test_a_microphone_that_goes_away_is_reported_and_capture_resumes_when_it_is_
     config = override(Config(), {"server.port": 0})
     log = feed.SessionLog("mic-test")
     source = sources.MicSource("", 512)
-    server = FeedServer(config.server, log, lambda: {"schema": 1})
+    server = FeedServer(config.server, Rooms.single(log, lambda: {"schema": 1}))
     session = Session(config, source, Segmenter(config.vad), ControlledAnalyzer(), log, server=server)
 
     async def main() -> tuple[list[str], list[dict], list[float]]:
@@ -299,7 +300,7 @@ def test_a_microphone_that_goes_away_is_reported_and_capture_resumes_when_it_is_
             if step == 25:
                 fake.plugged = True
             await asyncio.sleep(0.25)
-            states.append(session._state())
+            states.append(session.state_name())
             heard.append(session.counters.audio_s)
         running.cancel()
         watcher.cancel()
@@ -319,7 +320,7 @@ def test_a_microphone_that_goes_away_is_reported_and_capture_resumes_when_it_is_
 def test_a_hundred_subscribers_get_everything_while_one_never_reads(tmp_path):
     async def main():
         log = feed.SessionLog("fanout")
-        server = FeedServer(ServerConfig(port=0, client_queue=64), log, lambda: {"schema": 1}, web_dir=tmp_path)
+        server = FeedServer(ServerConfig(port=0, client_queue=64), Rooms.single(log, lambda: {"schema": 1}), web_dir=tmp_path)
         await server.start()
         port = server.port
         silent = socket.socket()

@@ -15,6 +15,7 @@ from core.errors import UserError
 from streamer import feed, ranges, recorder
 from streamer.access import check_exposure
 from streamer.config import ServerConfig
+from streamer.rooms import Rooms
 from streamer.server import FeedServer
 
 HELLO = {"schema": 1, "labels": ["angry", "happiness", "neutral", "sadness"], "models": {}, "language": "en",
@@ -39,7 +40,7 @@ async def serving(tmp_path, record_dir=None, **settings):
     (web / "index.html").write_text("<!doctype html><title>monitor</title>")
     config = ServerConfig(port=0, **settings)
     log = feed.SessionLog("s-test")
-    server = FeedServer(config, log, lambda: HELLO, web_dir=web, record_dir=record_dir)
+    server = FeedServer(config, Rooms.single(log, lambda: HELLO), web_dir=web, record_dir=record_dir)
     await server.start()
     return server, log
 

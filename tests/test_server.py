@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from core.errors import UserError
 from streamer import feed, recorder, sources
 from streamer.config import ServerConfig
+from streamer.rooms import Rooms
 from streamer.server import FeedServer
 
 HELLO = {"schema": 1, "labels": ["angry", "happiness", "neutral", "sadness"], "models": {}, "language": "en",
@@ -48,7 +49,7 @@ def record_dir(tmp_path):
 async def start(web_dir, record_dir=None, **settings):
     config = ServerConfig(port=0, **{"ping_interval_s": 20.0, **settings})
     log = feed.SessionLog("s-test")
-    server = FeedServer(config, log, lambda: HELLO, web_dir=web_dir, record_dir=record_dir)
+    server = FeedServer(config, Rooms.single(log, lambda: HELLO), web_dir=web_dir, record_dir=record_dir)
     await server.start()
     return server, log, f"ws://127.0.0.1:{server.port}"
 
@@ -229,8 +230,8 @@ async def test_keepalive_drops_a_client_that_stops_answering(web_dir):
 
 def test_off_loopback_without_a_token_refuses_to_start(web_dir):
     with pytest.raises(UserError, match="server.token"):
-        FeedServer(ServerConfig(host="0.0.0.0", token=""), feed.SessionLog("s"), lambda: HELLO, web_dir=web_dir)
-    FeedServer(ServerConfig(host="::1", token=""), feed.SessionLog("s"), lambda: HELLO, web_dir=web_dir)
+        FeedServer(ServerConfig(host="0.0.0.0", token=""), Rooms.single(feed.SessionLog("s"), lambda: HELLO), web_dir=web_dir)
+    FeedServer(ServerConfig(host="::1", token=""), Rooms.single(feed.SessionLog("s"), lambda: HELLO), web_dir=web_dir)
 
 
 @pytest.mark.asyncio
@@ -314,7 +315,7 @@ async def test_browser_microphone_frames_reach_the_source(served):
     browser = sources.BrowserSource()
     frames = sources.FrameQueue(10.0)
     runner = asyncio.create_task(browser.run(frames, lambda code, message: None))
-    server.browser = browser
+    next(iter(server.rooms)).browser = browser
     try:
         async with connect(url + "/mic") as mic:
             await asyncio.sleep(0.05)

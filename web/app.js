@@ -9,7 +9,7 @@ import { Timeline } from "./timeline.js";
 import { Transcript } from "./transcript.js";
 import { renderSummary } from "./summary.js";
 import { renderConnection, renderStatus } from "./status.js";
-import { RecordedPlayer, listRecorded } from "./replay.js";
+import { RecordedPlayer, listRecorded, listRooms } from "./replay.js";
 import { BrowserMic } from "./mic.js";
 import { FORMATS, download } from "./exporters.js";
 import { renderLegend } from "./legend.js";
@@ -18,13 +18,53 @@ import { escapeHtml } from "./html.js";
 
 const SCHEMA = 1; // docs/feed.md
 const $ = (id) => document.getElementById(id);
-const token = new URLSearchParams(location.search).get("token") ?? "";
+const params = new URLSearchParams(location.search);
+const token = params.get("token") ?? "";
 const base = new URL(".", location.href);
+let room = params.get("room"); // null: the daemon's only room; chosen at start when it serves several
 const socketUrl = (path) => {
   const url = new URL(path, base);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  if (room) url.searchParams.set("room", room);
   return url.href;
 };
+
+// ---- rooms -------------------------------------------------------------------------------------
+
+/**
+ * A daemon with several rooms refuses /ws without ?room=, so the room is settled before the feed
+ * connects: the one in the address, else the first the daemon lists. Changing it loads the page
+ * again for that room (a page watches one room; another tab watches another).
+ */
+async function chooseRoom() {
+  let rooms = [];
+  try {
+    rooms = await listRooms(base, token);
+  } catch (error) {
+    return `Could not list the daemon's rooms (${error.message}); watching its default room.`;
+  }
+  if (!room && rooms.length > 1) room = rooms[0].room;
+  const picker = $("room-picker");
+  picker.hidden = rooms.length < 2 && !room;
+  const select = $("room-select");
+  select.innerHTML = rooms
+    .map((r) => `<option value="${escapeHtml(r.room)}">${escapeHtml(r.room)} · ${escapeHtml(r.source)}</option>`)
+    .join("");
+  let problem = null;
+  if (room && !rooms.some((r) => r.room === room)) {
+    problem = `This daemon has no room "${room}" yet; the page waits for it.`;
+    select.insertAdjacentHTML("afterbegin", `<option value="${escapeHtml(room)}">${escapeHtml(room)}</option>`);
+  }
+  if (room) select.value = room;
+  select.addEventListener("change", () => {
+    const next = new URLSearchParams(location.search);
+    next.set("room", select.value);
+    location.search = next.toString();
+  });
+  return problem;
+}
+// Settled before the feed and the microphone are made: their URLs name the room.
+const roomProblem = await chooseRoom();
 
 const view = { mode: "live", session: null }; // mode: "live" (follows the daemon), "pinned", "recorded"
 let conn = { state: "connecting" };
@@ -156,7 +196,8 @@ function renderPicker() {
   options.push(`</optgroup><optgroup label="녹음 Recorded">`);
   if (!recorded.length) options.push(`<option disabled>none (the daemon records with --record DIR)</option>`);
   for (const r of recorded) {
-    options.push(option(`rec:${r.id}`, `${started(r.started)} · ${clock(r.duration)} · ${r.utterances} utt. · ${r.id}`));
+    const where = r.room && r.room !== room ? ` · room ${r.room}` : "";
+    options.push(option(`rec:${r.id}`, `${started(r.started)} · ${clock(r.duration)} · ${r.utterances} utt. · ${r.id}${where}`));
   }
   options.push("</optgroup>");
   const select = $("session-select");
@@ -289,6 +330,7 @@ function notice(text) {
 }
 
 setInterval(() => renderConnection(conn, current()), 1000); // the reconnect countdown
+if (roomProblem) notice(roomProblem);
 feed.start();
 refreshRecorded();
 render();

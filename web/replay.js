@@ -5,13 +5,18 @@
 
 import { Session } from "./store.js";
 
-export async function listRecorded(apiBase, token) {
-  const url = new URL("api/sessions", apiBase);
+async function getJson(path, apiBase, token) {
+  const url = new URL(path, apiBase);
   if (token) url.searchParams.set("token", token);
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
   return response.json();
 }
+
+export const listRecorded = (apiBase, token) => getJson("api/sessions", apiBase, token);
+
+/** The daemon's rooms (GET /api/rooms, docs/feed.md): [{room, session, source, state, ...}]. */
+export const listRooms = (apiBase, token) => getJson("api/rooms", apiBase, token);
 
 /**
  * A recorded session's labels in the server's order, from an utterance's `probs`, which name
