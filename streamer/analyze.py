@@ -20,6 +20,7 @@ from typing import IO, Any
 from core.errors import UserError
 from streamer import feed, sources
 from streamer.config import Config, load_config, override
+from streamer.run import add_speaker_arguments, speaker_overrides
 
 SESSION_FIELDS = ("type", "session", "seq", "t")
 
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="config.toml (default: built-in defaults)")
     parser.add_argument("--language", help="speech language for Whisper, e.g. ko, en, auto (default: asr.language)")
     parser.add_argument("--bundle", help="emotion bundle folder or 'default' (default: emotion.bundle)")
+    add_speaker_arguments(parser)
 
 
 def utterance_line(message: dict[str, Any]) -> str:
@@ -43,7 +45,7 @@ async def analyze_file(path: Path, config: Config, segmenter: Any, analyzer: Any
     from streamer.session import Session
 
     block = int(config.audio.block_ms * sources.SAMPLE_RATE / 1000)
-    source = sources.file_source(str(path), realtime=False, block=block)
+    source = sources.file_source(str(path), realtime=False, block=block, mono=config.audio.channels != "split")
     log = feed.SessionLog(feed.new_session_id())
     errors: list[dict[str, Any]] = []
     end: dict[str, Any] = {}
@@ -65,12 +67,14 @@ async def analyze_file(path: Path, config: Config, segmenter: Any, analyzer: Any
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamer.run import load_pipeline
+    from streamer.run import check_stereo, load_pipeline
 
     config = override(load_config(args.config), {"asr.language": args.language, "emotion.bundle": args.bundle,
-                                                  "audio.realtime": False})
+                                                  "audio.realtime": False, **speaker_overrides(args)})
     if not args.file.is_file():
         raise UserError(f"audio file {args.file} does not exist")
+    if config.audio.channels == "split":
+        check_stereo(args.file)
     started = time.perf_counter()
     segmenter, analyzer = load_pipeline(config)
     args.out.parent.mkdir(parents=True, exist_ok=True)

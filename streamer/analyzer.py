@@ -2,7 +2,8 @@
 
 The server calls `analyze` and `partial` from a single worker thread, so the models need no locks
 and Whisper gets all of asr.cpu_threads. Bodies follow docs/feed.md (`utterance`, `partial`);
-the server adds `type`, `session`, `seq`, `t` and `latency_ms.end_to_message`.
+the server adds `type`, `session`, `seq`, `t` and `latency_ms.end_to_message`. The `speaker`
+comes with the utterance from the stage before (streamer/speakers.py, streamer/channels.py).
 
 What is said when there is nothing to say: a transcript Whisper's filters drop (no speech, a known
 hallucination) leaves the utterance without text. With an audio model in the bundle the utterance
@@ -122,6 +123,7 @@ class Analyzer:
             "utterance_id": utt.id,
             "start": round(utt.start, 3),
             "end": round(utt.end, 3),
+            "speaker": utt.speaker,
             "text": transcript.text,
             "emotion": {"label": prediction.label, "probs": prediction.probs},
             "text_emotion": _emotion(prediction.text),
@@ -154,6 +156,7 @@ class Analyzer:
             "utterance_id": update.id,
             "start": round(update.start, 3),
             "end": round(update.now, 3),
+            "speaker": update.speaker,
             "text": text,
             "audio_emotion": audio_emotion,
         }

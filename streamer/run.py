@@ -42,6 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="microphone name or index (`python -m streamer devices`)")
     parser.add_argument("--fast", action="store_true", help="play files as fast as possible instead of at real time")
     parser.add_argument("--exit-at-end", action="store_true", help="stop serving when the source ends (scripts, benchmarks)")
+    add_speaker_arguments(parser)
+
+
+def add_speaker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The speaker flags `run` and `analyze` share."""
+    parser.add_argument("--speakers", type=int, metavar="N", help="voices to tell apart (default: speakers.max_speakers, 2; 0 = off)")
+    parser.add_argument("--voiceprints", metavar="DIR", help="folder of enrolled voiceprints (default: speakers.voiceprints)")
+    parser.add_argument("--channels", choices=("mix", "split"), help="split: each channel of a stereo input is one speaker (default: audio.channels)")
+
+
+def speaker_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"speakers.max_speakers": args.speakers, "speakers.voiceprints": args.voiceprints, "audio.channels": args.channels}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -49,7 +61,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return override(config, {
         "audio.source": args.source, "asr.language": args.language, "server.host": args.host,
         "server.port": args.port, "record.dir": args.record, "emotion.bundle": args.bundle,
-        "audio.device": args.device, "audio.realtime": False if args.fast else None,
+        "audio.device": args.device, "audio.realtime": False if args.fast else None, **speaker_overrides(args),
     })
 
 
@@ -58,14 +70,20 @@ def make_source(config: Config) -> sources.Source:
     spec = config.audio.source
     block = int(config.audio.block_ms * SAMPLE_RATE / 1000)
     kind, _, rest = spec.partition(":")
+    split = config.audio.channels == "split"
     if spec == "mic":
-        return sources.MicSource(config.audio.device, block)
+        return sources.MicSource(config.audio.device, block, channels=2 if split else 1)
+    if split and kind != "file":
+        raise UserError(f"--channels split needs a stereo microphone or file; {spec} gives one channel "
+                        "(a recorded session keeps the mix): use --channels mix")
     if spec == "browser":
         return sources.BrowserSource()
     if kind == "file" and rest:
         if not Path(rest).expanduser().is_file():
             raise UserError(f"--source {spec}: {rest} is not a file; give the path of an audio file")
-        return sources.file_source(rest, config.audio.realtime, block)
+        if split:
+            check_stereo(Path(rest).expanduser())
+        return sources.file_source(rest, config.audio.realtime, block, mono=not split)
     if kind == "session" and rest:
         if not (Path(rest).expanduser() / "audio.wav").is_file():
             raise UserError(f"--source {spec}: {rest}/audio.wav does not exist; give a folder written by --record")
@@ -73,12 +91,52 @@ def make_source(config: Config) -> sources.Source:
     raise UserError(f"unknown source {spec!r}; use mic, file:PATH, session:DIR or browser")
 
 
-def load_pipeline(config: Config) -> tuple[Any, Any]:
-    """The segmenter and the analyzer (Whisper and the emotion bundle: seconds to load)."""
-    from streamer.analyzer import Analyzer
+def check_stereo(path: Path) -> None:
+    """Split channels need two: say so before anything loads, naming the file."""
+    from core.audio import AudioError, stream
+
+    try:
+        first = next(stream(path, mono=False), None)
+    except AudioError as exc:
+        raise UserError(str(exc)) from None
+    channels = 0 if first is None else first.shape[1]
+    if channels < 2:
+        raise UserError(f"--channels split: {path} has {channels} channel(s); give a stereo file with one "
+                        "microphone per channel, or use --channels mix")
+
+
+def make_segmenter(config: Config, encoder: Any = None) -> Any:
+    """The VAD segmenter, with the speaker stage after it: voices told apart (streamer/speakers.py),
+    or one segmenter per channel (streamer/channels.py), or none when speakers are off. Voiceprints
+    are read first, so a damaged one stops the start before any model loads."""
     from streamer.segmenter import Segmenter
 
-    return Segmenter(config.vad), Analyzer(config)
+    if config.audio.channels == "split":
+        from streamer.channels import ChannelSegmenter
+
+        keep_s = config.vad.max_utterance_s + 2 * config.vad.speech_pad_ms / 1000 + 1.0
+        return ChannelSegmenter([Segmenter(config.vad), Segmenter(config.vad)], config.speakers.channel_roles, keep_s)
+    if config.speakers.max_speakers == 0:
+        return Segmenter(config.vad)
+    from core import voiceprints
+    from core.attribution import SpeakerTracker
+    from core.speakers import SpeakerEncoder
+    from streamer.speakers import SpeakerStage
+
+    enrolled = voiceprints.load_all(voiceprints.resolve_dir(config.speakers.voiceprints))
+    tracker = SpeakerTracker(config.speakers.max_speakers, config.speakers.new_speaker_similarity,
+                             {role: vp.embedding for role, vp in enrolled.items()})
+    encoder = encoder or SpeakerEncoder(config.speakers.device)
+    return SpeakerStage(Segmenter(config.vad), encoder, tracker, config.speakers.change_similarity)
+
+
+def load_pipeline(config: Config) -> tuple[Any, Any]:
+    """The segmenter (with its speaker stage) and the analyzer (Whisper and the emotion bundle:
+    seconds to load)."""
+    from streamer.analyzer import Analyzer
+
+    segmenter = make_segmenter(config)
+    return segmenter, Analyzer(config)
 
 
 async def serve(config: Config, *, exit_at_end: bool = False) -> int:

@@ -49,6 +49,7 @@ class Utterance:
     start: float
     end: float
     audio: np.ndarray
+    speaker: dict | None = None  # the feed's `speaker` object, set by streamer/speakers.py
 
 
 @dataclass
@@ -59,6 +60,7 @@ class SpeechUpdate:
     start: float
     now: float
     audio_so_far: np.ndarray
+    speaker: dict | None = None  # who seems to be speaking, set by streamer/speakers.py
 
 
 Event = Utterance | SpeechUpdate
