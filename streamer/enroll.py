@@ -80,3 +80,35 @@ def run(args: argparse.Namespace) -> int:
     print(f"enrolled {role!r} from {speech_s:.1f} s of speech in {len(args.audio)} file(s): {path} "
           "(a voice embedding, no audio)", file=sys.stderr)
     return 0
+
+
+class BrowserEnrolment:
+    """The dashboard's "enroll my voice": PCM16 frames on /enroll?role=NAME, then {"type": "done"}.
+
+    The server hands it the frames of one connection; `finish` makes the voiceprint off the event
+    loop, stores it and tells the running tracker, so the next utterances already carry the role.
+    """
+
+    MAX_S = 60.0  # more audio than this on one enrolment is refused rather than held
+
+    def __init__(self, encoder: Any, tracker: Any, folder: Path, vad: VadConfig) -> None:
+        self.encoder, self.tracker, self.folder, self.vad = encoder, tracker, folder, vad
+
+    def check_role(self, role: str) -> str:
+        from core import voiceprints
+
+        return voiceprints.check_role(role)
+
+    def too_long(self, samples: int) -> bool:
+        return samples > self.MAX_S * 16_000
+
+    def finish(self, role: str, pcm: bytes) -> dict[str, Any]:
+        """Store `role`'s voiceprint from the PCM16 bytes; the reply's body. UserError when the
+        recording has too little speech."""
+        from core import voiceprints
+
+        audio = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+        embedding, speech_s = make_voiceprint(self.encoder, [("the recording from the dashboard", audio)], self.vad)
+        voiceprints.save(self.folder, voiceprints.new(role, embedding, speech_s))
+        self.tracker.enrol(role, embedding)
+        return {"role": role, "speech_s": round(speech_s, 1)}

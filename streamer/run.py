@@ -130,6 +130,17 @@ def make_segmenter(config: Config, encoder: Any = None) -> Any:
     return SpeakerStage(Segmenter(config.vad), encoder, tracker, config.speakers.change_similarity)
 
 
+def browser_enrolment(config: Config, segmenter: Any) -> Any:
+    """The dashboard's "enroll my voice", when this session tells voices apart."""
+    from core.voiceprints import resolve_dir
+    from streamer.enroll import BrowserEnrolment
+    from streamer.speakers import SpeakerStage
+
+    if not isinstance(segmenter, SpeakerStage):
+        return None
+    return BrowserEnrolment(segmenter.encoder, segmenter.tracker, resolve_dir(config.speakers.voiceprints), config.vad)
+
+
 def load_pipeline(config: Config) -> tuple[Any, Any]:
     """The segmenter (with its speaker stage) and the analyzer (Whisper and the emotion bundle:
     seconds to load)."""
@@ -165,6 +176,7 @@ async def serve(config: Config, *, exit_at_end: bool = False) -> int:
         recorder = Recorder(record_dir, log, {"source": source.name, "language": config.asr.language,
                                               "models": analyzer.models(), "config": _redacted(config)})
     session = Session(config, source, segmenter, analyzer, log, server=server, recorder=recorder)
+    server.enrolment = browser_enrolment(config, segmenter)
     await server.start()
     token = "?token=..." if config.server.token else ""
     print(f"streamer: session {log.session_id}, serving http://{config.server.host}:{server.port}/{token} "
