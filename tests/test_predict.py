@@ -34,7 +34,7 @@ def run_predict(tmp_path, lines, *extra):
 
 
 def check_prediction(row):
-    assert set(row) == {"id", "label", "probs", "text", "audio", "multimodal", "used", "transcript"}
+    assert set(row) == {"id", "label", "probs", "text", "audio", "multimodal", "used", "transcript", "speaker"}
     assert list(row["probs"]) == list(LABELS) and sum(row["probs"].values()) == pytest.approx(1.0)
     assert row["label"] == max(row["probs"], key=row["probs"].get)
     assert row["used"] == ["text"] and row["audio"] is None and row["multimodal"] is None
@@ -142,3 +142,22 @@ def test_audio_lines_are_transcribed_then_classified(tmp_path, monkeypatch):
     assert "no speech was recognised" in rows[2]["error"] and rows[2]["transcript"] == ""
     check_prediction(rows[3])
     assert rows[3]["transcript"] is None and rows[3]["label"] == "happiness"  # the given text, not ASR
+
+
+@pytest.mark.slow
+def test_audio_lines_carry_their_speaker_and_text_lines_none(tmp_path):
+    from testsupport.conversation import VOICES, write
+    from testsupport.speech import trim
+
+    require_espeak()
+    lines = []
+    for i, sentence in enumerate(SENTENCES[:4]):
+        write(trim(synthesize(sentence, VOICES[i % 2])), tmp_path / f"{i}.wav")
+        lines.append({"id": f"a{i}", "audio": f"{i}.wav"})
+    lines.append({"id": "t", "text": "오늘 정말 기뻐요"})
+    code, rows = run_predict(tmp_path, lines, "--language", "en")
+    assert code == 0
+    assert [r["speaker"]["id"] for r in rows[:4]] == ["S1", "S2", "S1", "S2"]
+    assert rows[2]["speaker"]["similarity"] > 0.75 and rows[4]["speaker"] is None
+    code, rows = run_predict(tmp_path, lines, "--language", "en", "--speakers", "0")
+    assert code == 0 and all(r["speaker"] is None for r in rows)
