@@ -87,7 +87,7 @@ class SpeakersConfig:
     voiceprints: str = ""  # folder of enrolled voiceprints; "" = ~/.local/share/korean-emotion-monitor/voiceprints
     channel_roles: list[str] = field(default_factory=list)  # with audio.channels = "split": role of channel 1, 2
     new_speaker_similarity: float = setting(0.75, min=0.0, max=1.0)  # below this to every known voice: a new voice
-    change_similarity: float = setting(0.7, min=0.0, max=1.0)  # below this the two sides of an utterance are two voices
+    change_similarity: float = setting(0.65, min=0.0, max=1.0)  # below this the two sides of an utterance are two voices
     device: str = "auto"  # where the speaker encoder runs: "auto", "cpu", "cuda" or "cuda:N"
 
 

@@ -546,7 +546,11 @@ def assert_labels_drawn(page, labels: list[str], utterances: list[dict]) -> None
     legend = page.locator("#legend").inner_text()
     assert f"fear{XSS}" in legend and "슬픔" in legend and "분노" in legend and "calm" in legend
     assert "기쁨" not in legend and "중립" not in legend  # known labels this session does not have
-    assert page.eval_on_selector_all(".share", "els => els.map(e => e.dataset.label)") == labels
+    assert page.eval_on_selector_all("#summary > .share", "els => els.map(e => e.dataset.label)") == labels
+    for block in page.eval_on_selector_all(".per-speaker", "els => els.map(e => [...e.querySelectorAll('.share')].map(s => s.dataset.label))"):
+        assert block == labels  # each speaker's shares, in the same order
+    # The speaker's role is the feed's string, shown as text (utterance 1 is S2, a role full of markup).
+    assert page.locator("#transcript li[data-id='1'] .speaker").inner_text() == f"S2 · client{XSS}"
     for u in utterances:
         g = f"#timeline g.utt[data-id='{u['utterance_id']}']"
         column = page.eval_on_selector_all(f"{g} rect.p", "els => els.map(e => [e.dataset.label, Number(e.getAttribute('height'))])")
