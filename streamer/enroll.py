@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from core.audio import SAMPLE_RATE
 from core.errors import UserError
 from streamer.config import VadConfig, load_config, override
 
@@ -43,7 +44,6 @@ def make_voiceprint(encoder: Any, recordings: Iterable[tuple[str, np.ndarray]], 
     """(embedding, seconds of speech) of one person from named recordings; UserError naming a
     recording without speech, or when all of them hold less than MIN_SPEECH_S."""
     from core.attribution import unit
-    from core.speakers import SAMPLE_RATE
 
     total, speech_s, names = None, 0.0, []
     for name, audio in recordings:
@@ -100,7 +100,7 @@ class BrowserEnrolment:
         return voiceprints.check_role(role)
 
     def too_long(self, samples: int) -> bool:
-        return samples > self.MAX_S * 16_000
+        return samples > self.MAX_S * SAMPLE_RATE
 
     def finish(self, role: str, pcm: bytes) -> dict[str, Any]:
         """Store `role`'s voiceprint from the PCM16 bytes; the reply's body. UserError when the

@@ -108,7 +108,7 @@ def test_a_turn_taken_without_a_pause_is_split_behind_the_real_vad(encoder):
 
     require_espeak()
     audio, truth = conversation([(0, SENTENCES[0]), (1, SENTENCES[1]), (0, SENTENCES[2])], gap_s=0.0)
-    stage = SpeakerStage(Segmenter(VadConfig()), encoder, SpeakerTracker(2, 0.75), change_similarity=0.7)
+    stage = SpeakerStage(Segmenter(VadConfig()), encoder, SpeakerTracker(2, 0.75), change_similarity=0.65)
     events = [e for start in range(0, len(audio), SAMPLE_RATE) for e in stage.push(audio[start:start + SAMPLE_RATE])]
     utterances = [e for e in events + stage.flush() if isinstance(e, Utterance)]
     assert [u.id for u in utterances] == [1, 2, 3]
@@ -116,9 +116,15 @@ def test_a_turn_taken_without_a_pause_is_split_behind_the_real_vad(encoder):
     for cut, turn in zip([u.start for u in utterances[1:]], truth[1:]):
         assert abs(cut - turn.start) < 0.5
     assert utterances[0].end == utterances[1].start and len(utterances[1].audio) == round((utterances[1].end - utterances[1].start) * SAMPLE_RATE)
-    # The same sentences with pauses are three utterances from the VAD, none split further.
+    # A reply after a breath (0.3 s, shorter than vad.min_silence_ms) is one VAD utterance, split at the pause.
+    quick, truth = conversation([(0, SENTENCES[1]), (1, SENTENCES[2])], gap_s=0.3)
+    stage = SpeakerStage(Segmenter(VadConfig()), encoder, SpeakerTracker(2, 0.75), change_similarity=0.65)
+    parts = [e for e in stage.push(quick) + stage.flush() if isinstance(e, Utterance)]
+    assert [u.speaker["id"] for u in parts] == ["S1", "S2"]
+    assert truth[0].end <= parts[1].start <= truth[1].start
+    # One voice with pauses: two utterances from the VAD, none split further.
     paused, _ = conversation([(0, SENTENCES[0]), (0, SENTENCES[2])], gap_s=1.0)
-    stage = SpeakerStage(Segmenter(VadConfig()), encoder, SpeakerTracker(2, 0.75), change_similarity=0.7)
+    stage = SpeakerStage(Segmenter(VadConfig()), encoder, SpeakerTracker(2, 0.75), change_similarity=0.65)
     assert [e.speaker["id"] for e in stage.push(paused) + stage.flush() if isinstance(e, Utterance)] == ["S1", "S1"]
 
 

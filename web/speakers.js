@@ -19,11 +19,25 @@ export function editsOf(session) {
   return edits.get(session.id);
 }
 
-/** The speaker ids that spoke in this session, in order of their number (S1, S2, ...). */
+/**
+ * The speaker ids that spoke in this session, in order of their number (S1, S2, ...), and the
+ * role the feed gave each; worked out once per new message, since every view asks per utterance.
+ */
+function known(session) {
+  if (session.speakersSeen?.seq !== session.lastSeq) {
+    const roles = new Map();
+    for (const u of session.utterances.values()) {
+      const id = u.speaker?.id;
+      if (typeof id === "string" && !roles.has(id)) roles.set(id, typeof u.speaker.role === "string" && u.speaker.role ? u.speaker.role : null);
+    }
+    const ids = [...roles.keys()].sort((a, b) => (Number(a.slice(1)) || 0) - (Number(b.slice(1)) || 0) || a.localeCompare(b));
+    session.speakersSeen = { seq: session.lastSeq, ids, roles };
+  }
+  return session.speakersSeen;
+}
+
 export function speakersIn(session) {
-  const ids = new Set();
-  for (const u of session?.utterances.values() ?? []) if (typeof u.speaker?.id === "string") ids.add(u.speaker.id);
-  return [...ids].sort((a, b) => (Number(a.slice(1)) || 0) - (Number(b.slice(1)) || 0) || a.localeCompare(b));
+  return session ? known(session).ids : [];
 }
 
 /**
@@ -40,7 +54,7 @@ export function shownSpeaker(session, u) {
   if (e.swap && (id === "S1" || id === "S2")) {
     const other = id === "S1" ? "S2" : "S1";
     id = other;
-    role = roleFeedGave(session, other);
+    role = known(session).roles.get(other) ?? null;
   }
   if (e.counselor) {
     const ids = speakersIn(session);
@@ -49,19 +63,12 @@ export function shownSpeaker(session, u) {
   return { id, role, similarity: typeof sp.similarity === "number" ? sp.similarity : null };
 }
 
-function roleFeedGave(session, id) {
-  for (const u of session.utterances.values()) {
-    if (u.speaker?.id === id) return typeof u.speaker.role === "string" && u.speaker.role ? u.speaker.role : null;
-  }
-  return null;
-}
-
 /** "S1 · 상담사 Counselor", "S2 · dr_kim" or "S1" (plain text: callers escape or use textContent). */
 export function speakerName(sp) {
   if (!sp) return "";
   if (!sp.role) return sp.id;
-  const known = ROLES[sp.role];
-  return `${sp.id} · ${known ? `${known.ko} ${known.en}` : sp.role}`;
+  const named = ROLES[sp.role];
+  return `${sp.id} · ${named ? `${named.ko} ${named.en}` : sp.role}`;
 }
 
 /** A subtitle voice name: "Counselor", "Client", an enrolled name, or the id. */
