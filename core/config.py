@@ -35,6 +35,7 @@ SECTIONS: dict[str, str] = {
     "record": "streamer",
     "asr": "core",
     "emotion": "core",
+    "speakers": "core",
     "train": "trainer",
 }
 
@@ -76,6 +77,18 @@ class EmotionConfig:
 
     bundle: str = "default"  # "default" (shipped) or the path of a bundle folder from `trainer train`
     device: str = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
+
+
+@dataclass
+class SpeakersConfig:
+    """Who is speaking (core/attribution.py): for the daemon, `analyze` and `trainer predict`."""
+
+    max_speakers: int = setting(2, min=0, max=16)  # voices told apart; 0 = no speaker attribution
+    voiceprints: str = ""  # folder of enrolled voiceprints; "" = ~/.local/share/korean-emotion-monitor/voiceprints
+    channel_roles: list[str] = field(default_factory=list)  # with audio.channels = "split": role of channel 1, 2
+    new_speaker_similarity: float = setting(0.75, min=0.0, max=1.0)  # below this to every known voice: a new voice
+    change_similarity: float = setting(0.65, min=0.0, max=1.0)  # below this the two sides of an utterance are two voices
+    device: str = "auto"  # where the speaker encoder runs: "auto", "cpu", "cuda" or "cuda:N"
 
 
 def load(path: str | Path | None, schema: type[T]) -> T:

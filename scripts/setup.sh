@@ -2,7 +2,7 @@
 # Sets up .venv in the repo root with the project installed; safe to run again.
 #
 #   bash scripts/setup.sh          the product (streamer, trainer, embedded models)
-#   bash scripts/setup.sh --dev    plus what the tests need (pytest, Playwright, espeak-ng, Chromium)
+#   bash scripts/setup.sh --dev    plus what the tests need (pytest, Playwright, espeak-ng, sox, Chromium)
 #
 # torch goes in first, pinned to a CPU build, so that resolving the project's `torch>=2.4` never
 # pulls a multi-GB CUDA wheel on a CPU machine. On a GPU machine, install the CUDA build you want
@@ -30,11 +30,15 @@ apt_install() {
 }
 
 apt_install libportaudio2
-[ $dev = 1 ] && apt_install espeak-ng chromium fonts-noto-cjk
+[ $dev = 1 ] && apt_install espeak-ng sox chromium fonts-noto-cjk
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip >/dev/null
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
 if [ $dev = 1 ]; then "${pip[@]}" install -e ".[dev,cluster]"; else "${pip[@]}" install -e .; fi
+# The speaker encoder's weights (pretrained.pt inside the resemblyzer wheel). --no-deps: its old
+# metadata asks for webrtcvad and the typing backport, neither of which the project uses (see
+# pyproject.toml); the network itself runs in core/speakers.py.
+"${pip[@]}" install --no-deps "resemblyzer==0.1.4"
 echo "setup: done (.venv ready)"

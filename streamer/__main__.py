@@ -15,6 +15,8 @@ COMMANDS: dict[str, str] = {
     "devices": "streamer.devices",
     "replay": "streamer.replay",
     "analyze": "streamer.analyze",
+    "enroll": "streamer.enroll",
+    "voiceprints": "streamer.voiceprints",
 }
 
 

@@ -27,6 +27,7 @@ from typing import IO, Any
 from core.errors import UserError
 from streamer import feed, sources
 from streamer.config import Config, load_config, override
+from streamer.run import add_speaker_arguments, speaker_overrides
 
 SESSION_FIELDS = ("type", "session", "seq", "t")
 
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(pip install .[cluster])")
     parser.add_argument("--workers", type=int, default=0,
                         help="with --ray: model actors (default: one per GPU, else per 2 CPUs of the cluster)")
+    add_speaker_arguments(parser)
 
 
 def utterance_line(message: dict[str, Any]) -> str:
@@ -68,7 +70,7 @@ async def analyze_file(source: Path | bytes, config: Config, segmenter: Any, ana
         if isinstance(source, bytes):
             data = io.BytesIO(source)
             data.name = source_name
-        return sources.decode_file(data)
+        return sources.decode_file(data, mono=config.audio.channels != "split")
 
     playback = sources.PlaybackSource(f"file:{source_name}", chunks, realtime=False, block=block)
     log = feed.SessionLog(feed.new_session_id())
@@ -92,8 +94,10 @@ async def analyze_file(source: Path | bytes, config: Config, segmenter: Any, ana
 
 
 def one_file(path: Path, out_path: Path, config: Config) -> int:
-    from streamer.run import load_pipeline
+    from streamer.run import check_stereo, load_pipeline
 
+    if config.audio.channels == "split":
+        check_stereo(path)
     started = time.perf_counter()
     segmenter, analyzer = load_pipeline(config)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +169,7 @@ def archive(args: argparse.Namespace, config: Config) -> int:
 
 def run(args: argparse.Namespace) -> int:
     config = override(load_config(args.config), {"asr.language": args.language, "emotion.bundle": args.bundle,
-                                                  "audio.realtime": False})
+                                                  "audio.realtime": False, **speaker_overrides(args)})
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs} must be at least 1")
     single = len(args.paths) == 1 and Path(args.paths[0]).expanduser().is_file() and not args.ray

@@ -5,7 +5,8 @@ process (rooms, archive files in flight) share one copy of the models: `share()`
 a BatchedAsr (streamer/asr_queue.py) that decodes the utterances of all of them in batches, and
 `sibling()` gives each session an analyzer of its own on those models, the emotion bundle guarded
 by a lock (its text encoder's cache is not thread-safe). Bodies follow docs/feed.md (`utterance`,
-`partial`); the session adds `type`, `session`, `seq`, `t` and `latency_ms.end_to_message`.
+`partial`); the session adds `type`, `session`, `seq`, `t` and `latency_ms.end_to_message`. The `speaker`
+comes with the utterance from the stage before (streamer/speakers.py, streamer/channels.py).
 
 What is said when there is nothing to say: a transcript Whisper's filters drop (no speech, a known
 hallucination) leaves the utterance without text. With an audio model in the bundle the utterance
@@ -150,6 +151,7 @@ class Analyzer:
             "utterance_id": utt.id,
             "start": round(utt.start, 3),
             "end": round(utt.end, 3),
+            "speaker": utt.speaker,
             "text": transcript.text,
             "emotion": {"label": prediction.label, "probs": prediction.probs},
             "text_emotion": _emotion(prediction.text),
@@ -182,6 +184,7 @@ class Analyzer:
             "utterance_id": update.id,
             "start": round(update.start, 3),
             "end": round(update.now, 3),
+            "speaker": update.speaker,
             "text": text,
             "audio_emotion": audio_emotion,
         }

@@ -157,16 +157,18 @@ def todo(jobs: list[Job], summary: Summary, overwrite: bool) -> tuple[list[Job],
     return run, done
 
 
-async def analyze_one(job_input: Path | bytes, name: str, config: Config, analyzer: Any) -> tuple[str, FileResult]:
+async def analyze_one(job_input: Path | bytes, name: str, config: Config, analyzer: Any,
+                      speaker_encoder: Any = None) -> tuple[str, FileResult]:
     """One file through a Session: (its JSONL text, its result). Never raises for a bad file: the
-    reason is the result's error."""
+    reason is the result's error. Each file is its own conversation: its own speaker history."""
     from streamer.analyze import analyze_file
-    from streamer.segmenter import Segmenter
+    from streamer.run import make_segmenter
 
     started = time.perf_counter()
     out = io.StringIO()
     try:
-        result = await analyze_file(job_input, config, Segmenter(config.vad), analyzer, out, name=name)
+        segmenter = make_segmenter(config, speaker_encoder)
+        result = await analyze_file(job_input, config, segmenter, analyzer, out, name=name)
     except Exception as exc:  # a bug on one file must not stop the archive; the summary names it
         return "", FileResult(name, "", error=f"{type(exc).__name__}: {exc}", wall_s=time.perf_counter() - started)
     problems = [e["message"] for e in result["errors"]]
@@ -196,7 +198,8 @@ async def run_local(jobs: list[Job], config: Config, in_flight: int, done: Calla
     finishes, `progress` the audio seconds analysed so far, twice a second."""
     from streamer.run import load_pipeline
 
-    _segmenter, analyzer = await asyncio.to_thread(load_pipeline, config)
+    segmenter, analyzer = await asyncio.to_thread(load_pipeline, config)
+    encoder = getattr(segmenter, "encoder", None)  # the speaker encoder, loaded once for every file
     analyzer.share()
     queue: asyncio.Queue[Job] = asyncio.Queue()
     for job in jobs:
@@ -207,7 +210,7 @@ async def run_local(jobs: list[Job], config: Config, in_flight: int, done: Calla
         nonlocal finished_s
         while not queue.empty():
             job = queue.get_nowait()
-            text, result = await analyze_one(job.input, job.name, config, analyzer.sibling())
+            text, result = await analyze_one(job.input, job.name, config, analyzer.sibling(), encoder)
             finished_s += result.audio_s
             done(await asyncio.to_thread(write_result, job, text, result))
 

@@ -29,10 +29,11 @@ class FileAnalyzer:
         from streamer.run import load_pipeline
 
         self.config = config
-        _segmenter, self.analyzer = load_pipeline(config)
+        segmenter, self.analyzer = load_pipeline(config)
+        self.encoder = getattr(segmenter, "encoder", None)
 
     def analyze(self, data: bytes, name: str) -> tuple[str, str, dict[str, Any]]:
-        text, result = asyncio.run(analyze_one(data, name, self.config, self.analyzer.sibling()))
+        text, result = asyncio.run(analyze_one(data, name, self.config, self.analyzer.sibling(), self.encoder))
         return name, text, asdict(result)
 
 

@@ -1,5 +1,5 @@
 """The daemon's settings: its own sections of config.toml ([server], [audio], [vad], [record]) and
-the shared ones ([asr], [emotion], core/config.py), read and checked by `core.config.load`.
+the shared ones ([asr], [emotion], [speakers], core/config.py), read and checked by `core.config.load`.
 
 The ranges here are the ones the daemon can run with: a value outside them (a port of 70000, a
 VAD threshold of 1.5, a client queue of 0) is refused when the file is read, with the key, the
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core import config as core_config
-from core.config import AsrConfig, EmotionConfig, setting
+from core.config import AsrConfig, EmotionConfig, SpeakersConfig, setting
 
 # A long utterance is cut at the quietest moment of its last second (streamer/segmenter.py), so it
 # must be able to hold two seconds.
@@ -44,6 +44,7 @@ class AudioConfig:
     realtime: bool = True  # files play at real time; False = as fast as the machine goes
     block_ms: int = setting(32, min=4, max=1000)  # capture block; Silero VAD wants 512 samples at 16 kHz
     queue_s: float = setting(20.0, above=0.0, max=3600.0)  # audio waiting for analysis before live input is dropped
+    channels: str = setting("mix", choices=("mix", "split"))  # "split": each channel of a stereo input is one speaker
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Config:
     asr: AsrConfig = field(default_factory=AsrConfig)
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    speakers: SpeakersConfig = field(default_factory=SpeakersConfig)
 
 
 def load_config(path: str | Path | None = None) -> Config:

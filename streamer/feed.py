@@ -128,9 +128,11 @@ def hello_body(
     source: str,
     started: datetime,
     replay: bool = False,
+    speakers: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {"schema": SCHEMA, "labels": list(labels), "models": models, "language": language,
-            "source": source, "started": started.isoformat(timespec="seconds"), "replay": replay}
+            "source": source, "started": started.isoformat(timespec="seconds"), "replay": replay,
+            "speakers": speakers}
 
 
 def status_body(

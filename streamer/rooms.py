@@ -52,6 +52,7 @@ class Room:
     hello: Callable[[], dict[str, Any]]
     source: str
     browser: Any = None  # the BrowserSource that /mic?room= feeds, if the room takes one
+    enrolment: Any = None  # the BrowserEnrolment that /enroll?room= feeds, if the room tells voices apart
     state: Callable[[], str] = lambda: "listening"
     utterances: Callable[[], int] = lambda: 0
 

@@ -49,6 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="microphone name or index (`python -m streamer devices`)")
     parser.add_argument("--fast", action="store_true", help="play files as fast as possible instead of at real time")
     parser.add_argument("--exit-at-end", action="store_true", help="stop serving when the sources end (scripts, benchmarks)")
+    add_speaker_arguments(parser)
+
+
+def add_speaker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The speaker flags `run` and `analyze` share."""
+    parser.add_argument("--speakers", type=int, metavar="N", help="voices to tell apart (default: speakers.max_speakers, 2; 0 = off)")
+    parser.add_argument("--voiceprints", metavar="DIR", help="folder of enrolled voiceprints (default: speakers.voiceprints)")
+    parser.add_argument("--channels", choices=("mix", "split"), help="split: each channel of a stereo input is one speaker (default: audio.channels)")
+
+
+def speaker_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"speakers.max_speakers": args.speakers, "speakers.voiceprints": args.voiceprints, "audio.channels": args.channels}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -58,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "audio.source": args.source[0] if single else None, "audio.rooms": args.source if args.source and not single else None,
         "asr.language": args.language, "server.host": args.host,
         "server.port": args.port, "record.dir": args.record, "emotion.bundle": args.bundle,
-        "audio.device": args.device, "audio.realtime": False if args.fast else None,
+        "audio.device": args.device, "audio.realtime": False if args.fast else None, **speaker_overrides(args),
     })
 
 
@@ -68,14 +80,20 @@ def make_source(config: Config, spec: str | None = None) -> sources.Source:
     spec = config.audio.source if spec is None else spec
     block = int(config.audio.block_ms * SAMPLE_RATE / 1000)
     kind, _, rest = spec.partition(":")
+    split = config.audio.channels == "split"
     if spec == "mic":
-        return sources.MicSource(config.audio.device, block)
+        return sources.MicSource(config.audio.device, block, channels=2 if split else 1)
+    if split and kind != "file":
+        raise UserError(f"--channels split needs a stereo microphone or file; {spec} gives one channel "
+                        "(a recorded session keeps the mix): use --channels mix")
     if spec == "browser":
         return sources.BrowserSource()
     if kind == "file" and rest:
         if not Path(rest).expanduser().is_file():
             raise UserError(f"--source {spec}: {rest} is not a file; give the path of an audio file")
-        return sources.file_source(rest, config.audio.realtime, block)
+        if split:
+            check_stereo(Path(rest).expanduser())
+        return sources.file_source(rest, config.audio.realtime, block, mono=not split)
     if kind == "session" and rest:
         if not (Path(rest).expanduser() / "audio.wav").is_file():
             raise UserError(f"--source {spec}: {rest}/audio.wav does not exist; give a folder written by --record")
@@ -83,26 +101,85 @@ def make_source(config: Config, spec: str | None = None) -> sources.Source:
     raise UserError(f"unknown source {spec!r}; use mic, file:PATH, session:DIR or browser")
 
 
-def load_pipeline(config: Config) -> tuple[Any, Any]:
-    """The segmenter and the analyzer (Whisper and the emotion bundle: seconds to load)."""
-    from streamer.analyzer import Analyzer
+def check_stereo(path: Path) -> None:
+    """Split channels need two: say so before anything loads, naming the file."""
+    from core.audio import AudioError, stream
+
+    try:
+        first = next(stream(path, mono=False), None)
+    except AudioError as exc:
+        raise UserError(str(exc)) from None
+    channels = 0 if first is None else first.shape[1]
+    if channels < 2:
+        raise UserError(f"--channels split: {path} has {channels} channel(s); give a stereo file with one "
+                        "microphone per channel, or use --channels mix")
+
+
+def make_segmenter(config: Config, encoder: Any = None) -> Any:
+    """The VAD segmenter, with the speaker stage after it: voices told apart (streamer/speakers.py),
+    or one segmenter per channel (streamer/channels.py), or none when speakers are off. Voiceprints
+    are read first, so a damaged one stops the start before any model loads."""
     from streamer.segmenter import Segmenter
 
-    return Segmenter(config.vad), Analyzer(config)
+    if config.audio.channels == "split":
+        from streamer.channels import ChannelSegmenter
+
+        keep_s = config.vad.max_utterance_s + 2 * config.vad.speech_pad_ms / 1000 + 1.0
+        return ChannelSegmenter([Segmenter(config.vad), Segmenter(config.vad)], config.speakers.channel_roles, keep_s)
+    if config.speakers.max_speakers == 0:
+        return Segmenter(config.vad)
+    from core import voiceprints
+    from core.attribution import SpeakerTracker
+    from core.speakers import SpeakerEncoder
+    from streamer.speakers import SpeakerStage
+
+    enrolled = voiceprints.load_all(voiceprints.resolve_dir(config.speakers.voiceprints))
+    tracker = SpeakerTracker(config.speakers.max_speakers, config.speakers.new_speaker_similarity,
+                             {role: vp.embedding for role, vp in enrolled.items()})
+    encoder = encoder or SpeakerEncoder(config.speakers.device)
+    return SpeakerStage(Segmenter(config.vad), encoder, tracker, config.speakers.change_similarity)
+
+
+def browser_enrolment(config: Config, segmenter: Any) -> Any:
+    """The dashboard's "enroll my voice", when this session tells voices apart."""
+    from core.voiceprints import resolve_dir
+    from streamer.enroll import BrowserEnrolment
+    from streamer.speakers import SpeakerStage
+
+    if not isinstance(segmenter, SpeakerStage):
+        return None
+    return BrowserEnrolment(segmenter.encoder, segmenter.tracker, resolve_dir(config.speakers.voiceprints), config.vad)
+
+
+def load_pipeline(config: Config) -> tuple[Any, Any]:
+    """The segmenter (with its speaker stage) and the analyzer (Whisper and the emotion bundle:
+    seconds to load)."""
+    from streamer.analyzer import Analyzer
+
+    segmenter = make_segmenter(config)
+    return segmenter, Analyzer(config)
 
 
 class Daemon:
     """The rooms of one `run`: their sessions on shared models, behind one server."""
 
-    def __init__(self, config: Config, analyzer: Any, record_dir: Path | None, shared: bool) -> None:
+    def __init__(self, config: Config, segmenter: Any, analyzer: Any, record_dir: Path | None, shared: bool,
+                 browser_rooms: bool = False) -> None:
         self.config = config
         self.analyzer = analyzer.share() if shared else analyzer
         self.shared = shared
         self.record_dir = record_dir
+        self._segmenter = segmenter  # the first room's; later rooms get their own on the same speaker encoder
+        self._encoder = getattr(segmenter, "encoder", None)
         self.sessions: dict[str, Session] = {}
         self.tasks: dict[str, asyncio.Task] = {}
-        self.rooms = Rooms(config.server.max_rooms, opener=self.open_browser_room)
+        self.rooms = Rooms(config.server.max_rooms, opener=self.open_browser_room if browser_rooms else None)
         self.server = FeedServer(config.server, self.rooms, record_dir=record_dir)
+
+    def _new_segmenter(self) -> Any:
+        """A room's segmenter and speaker tracker: who spoke is a room's own history."""
+        segmenter, self._segmenter = self._segmenter, None
+        return segmenter or make_segmenter(self.config, self._encoder)
 
     def open(self, name: str, source: sources.Source, problem: str | None = None) -> Room:
         """A room for `source`: its session log, recording and session, running from now."""
@@ -112,17 +189,17 @@ class Daemon:
         def hello() -> dict[str, Any]:
             return {**session.hello(), "room": name}
 
+        segmenter = self._new_segmenter()
         room = self.rooms.add(Room(name, log, hello, source.name, state=lambda: session.state_name(),
-                                   utterances=lambda: session.counters.utterances))
+                                   utterances=lambda: session.counters.utterances,
+                                   enrolment=browser_enrolment(self.config, segmenter)))
         recorder = None
         if self.record_dir is not None:
             recorder = Recorder(self.record_dir, log, {"room": name, "source": source.name, "language": self.config.asr.language,
                                                        "models": self.analyzer.models(), "config": _redacted(self.config)},
                                 on_failure=lambda reason: session.recording_failed(reason))
-        from streamer.segmenter import Segmenter
-
         analyzer = self.analyzer.sibling() if self.shared else self.analyzer
-        session = Session(self.config, source, Segmenter(self.config.vad), analyzer, log, server=self.server,
+        session = Session(self.config, source, segmenter, analyzer, log, server=self.server,
                           recorder=recorder, room=room)
         self.sessions[name] = session
         self.tasks[name] = task = asyncio.get_running_loop().create_task(session.run())
@@ -143,7 +220,10 @@ class Daemon:
 
     async def open_browser_room(self, name: str) -> Room:
         """A /mic?room=NAME for a room that does not exist yet, with --source browser: open it."""
-        return self.open(name, sources.BrowserSource())
+        try:
+            return self.open(name, sources.BrowserSource())
+        except UserError as exc:  # e.g. a voiceprint damaged since the start
+            raise RoomRefused(1011, str(exc)) from None
 
     async def wait(self, stop: asyncio.Event, exit_at_end: bool) -> dict[str, str]:
         """Until every source ended (and, unless exit_at_end, a signal) or a signal: each room's end reason."""
@@ -167,6 +247,8 @@ def _opened(config: Config, spec: str) -> tuple[sources.Source, str | None]:
         try:
             source.open()
         except MicUnavailable as exc:
+            if config.audio.channels == "split":  # the browser's microphone has one channel
+                raise UserError(f"{exc}; --channels split needs a stereo microphone or file") from None
             return sources.BrowserSource(), str(exc)
     return source, None
 
@@ -185,9 +267,10 @@ async def serve(config: Config, *, exit_at_end: bool = False) -> int:
         except OSError as exc:
             raise UserError(f"cannot create the record folder {record_dir} ({exc.strerror}); pick a writable --record DIR") from None
     print("streamer: loading models ...", file=sys.stderr, flush=True)
-    _segmenter, analyzer = await asyncio.to_thread(load_pipeline, config)
+    segmenter, analyzer = await asyncio.to_thread(load_pipeline, config)
     browser_rooms = any(isinstance(source, sources.BrowserSource) for source, _ in opened.values())
-    daemon = Daemon(config, analyzer, record_dir, shared=len(opened) > 1 or browser_rooms)
+    daemon = Daemon(config, segmenter, analyzer, record_dir, shared=len(opened) > 1 or browser_rooms,
+                    browser_rooms=browser_rooms)
     try:
         for name, (source, problem) in opened.items():
             daemon.open(name, source, problem)

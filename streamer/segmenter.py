@@ -54,10 +54,12 @@ class Utterance:
     end: float
     audio: np.ndarray
     speech_end: float | None = None
+    speaker: dict | None = None  # the feed's `speaker` object, set by streamer/speakers.py
 
     def same_as(self, other: "Utterance") -> bool:
         """The same cut of the same audio (an eager end that came true)."""
-        return (self.id, self.start, self.end) == (other.id, other.start, other.end) and np.array_equal(self.audio, other.audio)
+        same = (self.id, self.start, self.end, self.speaker) == (other.id, other.start, other.end, other.speaker)
+        return same and np.array_equal(self.audio, other.audio)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class SpeechUpdate:
     start: float
     now: float
     audio_so_far: np.ndarray
+    speaker: dict | None = None  # who seems to be speaking, set by streamer/speakers.py
 
 
 @dataclass

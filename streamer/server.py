@@ -6,6 +6,8 @@
   wait for it.
 - `/mic`: the browser as microphone (binary PCM16 LE 16 kHz mono frames), handed to the
   session's `BrowserSource`.
+- `/enroll?role=NAME`: the dashboard's "enroll my voice" (the same frames, then `{"type": "done"}`),
+  handed to the room's `BrowserEnrolment` (streamer/enroll.py).
 - Plain HTTP GETs, answered from `process_request` before any WebSocket handshake: the files of
   `web/` (nothing outside it: no `..`, no symlink out, no dot files) and `/api/sessions...` for
   recorded sessions.
@@ -173,6 +175,8 @@ class FeedServer:
             await self._feed_client(ws)
         elif path == "/mic":
             await self._mic_client(ws)
+        elif path == "/enroll":
+            await self._enroll_client(ws)
 
     async def _feed_client(self, ws: ServerConnection) -> None:
         query = parse_qs(urlsplit(ws.request.path).query)
@@ -253,6 +257,44 @@ class FeedServer:
         finally:
             browser.detach()
 
+    async def _enroll_client(self, ws: ServerConnection) -> None:
+        """Collect one enrolment's audio, then answer `enrolled` or an `error`, and close."""
+        query = parse_qs(urlsplit(ws.request.path).query)
+        try:
+            room = self.rooms.find(_room_asked(query))
+        except RoomRefused as exc:
+            await ws.close(exc.code, exc.reason[:120])
+            return
+        enrolment = room.enrolment
+        if enrolment is None:
+            await ws.close(1008, "this room does not tell voices apart (--speakers 0 or --channels split)")
+            return
+        role = query.get("role", [""])[-1]
+        try:
+            enrolment.check_role(role)
+        except UserError as exc:
+            await ws.send(room.log.reply("error", feed.error_body("enroll_failed", str(exc))))
+            await ws.close()
+            return
+        pcm = bytearray()
+        try:
+            async for frame in ws:
+                if isinstance(frame, bytes):
+                    pcm += frame
+                    if enrolment.too_long(len(pcm) // 2):
+                        raise UserError(f"enrolment audio is longer than {enrolment.MAX_S:g} s; 10-20 s of speech is enough")
+                    continue
+                if not _is_done(frame):
+                    continue
+                body = await asyncio.to_thread(enrolment.finish, role, bytes(pcm))
+                await ws.send(room.log.reply("enrolled", body))
+                break
+        except UserError as exc:
+            await ws.send(room.log.reply("error", feed.error_body("enroll_failed", str(exc))))
+        except ConnectionClosed:
+            return
+        await ws.close()
+
     # -- HTTP ---------------------------------------------------------------------------------
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -260,7 +302,7 @@ class FeedServer:
         path = url.path
         query = parse_qs(url.query)
         upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
-        guarded = path in ("/ws", "/mic") or path.startswith("/api/")
+        guarded = path in ("/ws", "/mic", "/enroll") or path.startswith("/api/")
         refused = refusal(request.headers, query, self.config, self._hosts, self.port, needs_token=guarded)
         if refused:
             return _text(ws, *refused)
@@ -334,6 +376,15 @@ class FeedServer:
         if folder.is_symlink() or not (folder / "meta.json").is_file():
             return None
         return folder
+
+
+def _is_done(frame: str) -> bool:
+    """Is this text frame `{"type": "done"}` (the end of an enrolment's audio)?"""
+    try:
+        message = json.loads(frame)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "done"
 
 
 def _web_file(root: Path, path: str) -> Path | None:

@@ -29,6 +29,7 @@ from streamer.recorder import Recorder
 from streamer.rooms import Room
 from streamer.segmenter import BadAudio, EagerEnd, Utterance
 from streamer.server import FeedServer
+from streamer.speakers import describe
 
 UTTERANCE_QUEUE = 4  # utterances waiting for the analyzer before the segmenter waits too
 STATUS_EVERY_S = 1.0
@@ -106,7 +107,7 @@ class Session:
 
     def hello(self) -> dict[str, Any]:
         return feed.hello_body(LABELS, self.analyzer.models(), self.config.asr.language, self.source.name,
-                               self.log.started)
+                               self.log.started, speakers=describe(self.config, self.segmenter))
 
     def report(self, code: str, message: str, **extra: Any) -> None:
         print(f"streamer: {message}", file=sys.stderr, flush=True)
@@ -190,8 +191,8 @@ class Session:
         loop = asyncio.get_running_loop()
         batch = int(BATCH_S * SAMPLE_RATE)
         while (block := await self.frames.get(batch)) is not None:
-            if self.recorder is not None:
-                self.recorder.write_audio(block)
+            if self.recorder is not None:  # split channels are recorded as their mix
+                self.recorder.write_audio(block if block.ndim == 1 else block.mean(axis=1))
             self.counters.audio_s += len(block) / SAMPLE_RATE
             await self._route(await loop.run_in_executor(self._vad, self._push, block))
         await self._route(await loop.run_in_executor(self._vad, self.segmenter.flush))

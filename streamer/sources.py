@@ -106,10 +106,11 @@ class FrameQueue:
         self._changed.set()
 
 
-def decode_file(path: audio.Source) -> Iterator[np.ndarray]:
-    """Any file FFmpeg reads (a path or its bytes), as ~1 s chunks of 16 kHz mono float32 (core/audio.py)."""
+def decode_file(path: audio.Source, mono: bool = True) -> Iterator[np.ndarray]:
+    """Any file FFmpeg reads (a path or its bytes), as ~1 s chunks of 16 kHz float32 (core/audio.py):
+    (n,) when `mono`, else (n, channels)."""
     try:
-        yield from audio.stream(path)
+        yield from audio.stream(path, mono=mono)
     except audio.AudioError as exc:
         raise SourceError(str(exc)) from None
 
@@ -139,7 +140,8 @@ class PlaybackSource:
             finite = np.isfinite(chunk)
             if not finite.all():
                 if not bad:
-                    report("bad_audio", f"{self.name} has NaN or infinite samples (first at {(sent + int(np.argmin(finite))) / SAMPLE_RATE:.2f} s); "
+                    first = int(np.argmin(finite if finite.ndim == 1 else finite.all(axis=1)))
+                    report("bad_audio", f"{self.name} has NaN or infinite samples (first at {(sent + first) / SAMPLE_RATE:.2f} s); "
                            "they are played as silence. Check how the file was made")
                 bad += int((~finite).sum())
                 chunk = np.where(finite, chunk, np.float32(0.0))
@@ -157,9 +159,9 @@ class PlaybackSource:
         self.played_s = sent / SAMPLE_RATE
 
 
-def file_source(path: str, realtime: bool, block: int) -> PlaybackSource:
+def file_source(path: str, realtime: bool, block: int, mono: bool = True) -> PlaybackSource:
     file = Path(path).expanduser()
-    return PlaybackSource(f"file:{path}", lambda: decode_file(file), realtime, block)
+    return PlaybackSource(f"file:{path}", lambda: decode_file(file, mono), realtime, block)
 
 
 def session_source(folder: str, realtime: bool, block: int) -> PlaybackSource:
@@ -178,10 +180,11 @@ class MicSource:
 
     live = True
 
-    def __init__(self, device: str, block: int) -> None:
+    def __init__(self, device: str, block: int, channels: int = 1) -> None:
         self.name = "mic"
         self._spec = device
         self._block = block
+        self._channels = channels  # 2 for split channels: blocks are then (samples, 2)
         self.device: devices.InputDevice | None = None
         self.connected = False
         self._last_block = 0.0
@@ -197,21 +200,21 @@ class MicSource:
         import soxr
 
         try:
-            sd.check_input_settings(device=self.device.index, channels=1, samplerate=SAMPLE_RATE, dtype="float32")
+            sd.check_input_settings(device=self.device.index, channels=self._channels, samplerate=SAMPLE_RATE, dtype="float32")
             rate, resampler = SAMPLE_RATE, None
         except sd.PortAudioError:  # the device has no 16 kHz mode: capture at its own rate
             rate = int(self.device.default_samplerate)
-            resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+            resampler = soxr.ResampleStream(rate, SAMPLE_RATE, self._channels, dtype="float32")
 
         def callback(indata: np.ndarray, frame_count: int, time_info, status) -> None:
             self._last_block = loop.time()
-            block = indata[:, 0].copy()
+            block = indata[:, 0].copy() if self._channels == 1 else indata[:, : self._channels].copy()
             if resampler is not None:
                 block = resampler.resample_chunk(block)
             loop.call_soon_threadsafe(frames.offer, block)
 
         try:
-            stream = sd.InputStream(device=self.device.index, channels=1, samplerate=rate, dtype="float32",
+            stream = sd.InputStream(device=self.device.index, channels=self._channels, samplerate=rate, dtype="float32",
                                     blocksize=int(self._block * rate / SAMPLE_RATE), callback=callback)
             stream.start()
         except sd.PortAudioError as exc:

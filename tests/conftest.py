@@ -30,3 +30,10 @@ def split_samples(prep: Path, audio: bool) -> dict:
         return samples, [records[i].label for i in ids]
 
     return {"train": part(splits.train), "val": part(splits.val), "test": part(splits.test)}
+
+
+@pytest.fixture(autouse=True)
+def private_data_home(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's own voiceprints (~/.local/share/...): the default
+    voiceprints folder of every test, and of the daemons it starts, is a fresh temporary one."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))

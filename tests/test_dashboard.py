@@ -513,6 +513,7 @@ def hostile_recording(folder: Path, session_id: str) -> list[dict]:
         emotion = {"label": label, "probs": probs(label)}
         return {"type": "utterance", "utterance_id": uid, "start": start, "end": start + 1.5, "text": text,
                 "emotion": emotion, "text_emotion": emotion, "audio_emotion": None, "multimodal_emotion": None,
+                "speaker": {"id": f"S{1 + uid % 2}", "role": f"client{XSS}" if uid == 1 else None, "similarity": 0.8},
                 "used": [f"text{XSS}"], "asr": {"language": "ko", "no_speech_prob": 0.01, "avg_logprob": -0.3, "filtered": None},
                 "latency_ms": {"asr": 200.0, "emotion": 5.0, "text_model": 5.0, "total": 206.0, "end_to_message": 700.0}}
 
@@ -550,7 +551,11 @@ def assert_labels_drawn(page, labels: list[str], utterances: list[dict]) -> None
     legend = page.locator("#legend").inner_text()
     assert f"fear{XSS}" in legend and "슬픔" in legend and "분노" in legend and "calm" in legend
     assert "기쁨" not in legend and "중립" not in legend  # known labels this session does not have
-    assert page.eval_on_selector_all(".share", "els => els.map(e => e.dataset.label)") == labels
+    assert page.eval_on_selector_all("#summary > .share", "els => els.map(e => e.dataset.label)") == labels
+    for block in page.eval_on_selector_all(".per-speaker", "els => els.map(e => [...e.querySelectorAll('.share')].map(s => s.dataset.label))"):
+        assert block == labels  # each speaker's shares, in the same order
+    # The speaker's role is the feed's string, shown as text (utterance 1 is S2, a role full of markup).
+    assert page.locator("#transcript li[data-id='1'] .speaker").inner_text() == f"S2 · client{XSS}"
     for u in utterances:
         g = f"#timeline g.utt[data-id='{u['utterance_id']}']"
         column = page.eval_on_selector_all(f"{g} rect.p", "els => els.map(e => [e.dataset.label, Number(e.getAttribute('height'))])")
@@ -669,3 +674,107 @@ def test_hostile_recordings_replayed_in_the_page_are_shown_as_text_with_their_ow
     finally:
         page.close()
         daemon.stop()
+
+
+# -- speakers ---------------------------------------------------------------------------------------
+
+
+def speakers_shown(page) -> list[str]:
+    return page.eval_on_selector_all("#transcript li[data-id]:not([hidden]) .speaker", "els => els.map(e => e.textContent)")
+
+
+@pytest.fixture(scope="module")
+def two_voices(browser, tmp_path_factory):
+    """Four turns of two espeak-ng voices analysed by `run --fast`, the page watching."""
+    from testsupport.conversation import alternating, write
+
+    require_espeak()
+    tmp = tmp_path_factory.mktemp("voices")
+    audio, _truth = alternating(4, gap_s=1.0)
+    wav = write(audio, tmp / "talk.wav")
+    daemon = Daemon(["run", "--source", f"file:{wav}", "--fast", "--language", "en", "--record", str(tmp / "rec"),
+                     "--voiceprints", str(tmp / "vp")], free_port(), tmp / "daemon.log").start()
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    try:
+        page.goto(daemon.url)
+        page.wait_for_function(ENDED, timeout=180_000)
+        yield daemon, page, tmp
+    finally:
+        page.close()
+        daemon.stop()
+
+
+def test_speakers_on_rows_lane_summary_filter_corrections_and_exports(two_voices):
+    daemon, page, _tmp = two_voices
+    assert speakers_shown(page) == ["S1", "S2", "S1", "S2"]
+    lane = page.eval_on_selector_all("#timeline g.utt", "els => els.map(e => [e.dataset.speaker, e.querySelector('.spk').getAttribute('fill')])")
+    assert [s for s, _ in lane] == ["S1", "S2", "S1", "S2"] and lane[0][1] == lane[2][1] != lane[1][1]
+    assert page.eval_on_selector_all(".per-speaker", "els => els.map(e => e.dataset.speaker)") == ["S1", "S2"]
+    shot(page, "speakers")
+
+    page.select_option("#speaker-filter", "S2")  # the client's utterances alone
+    assert speakers_shown(page) == ["S2", "S2"]
+    assert page.eval_on_selector_all("#timeline g.utt.dim", "els => els.map(e => e.dataset.speaker)") == ["S1", "S1"]
+    table = list(csv.DictReader(io.StringIO(export(page, "csv").lstrip("\ufeff"))))
+    assert [r["speaker"] for r in table] == ["S2", "S2"]
+    page.select_option("#speaker-filter", "")
+
+    page.select_option("#speaker-counselor", "S1")  # "S1 is the counselor": the other voice is the client
+    assert speakers_shown(page) == ["S1 · 상담사 Counselor", "S2 · 내담자 Client"] * 2
+    table = list(csv.DictReader(io.StringIO(export(page, "csv").lstrip("\ufeff"))))
+    assert [(r["speaker"], r["speaker_role"]) for r in table] == [("S1", "counselor"), ("S2", "client")] * 2
+    assert float(table[2]["speaker_similarity"]) > 0.75
+    vtt, srt = export(page, "vtt"), export(page, "srt")
+    for subtitles in (vtt, srt):
+        voices = [line.split(">")[0] for line in subtitles.splitlines() if line.startswith("<v ")]
+        assert voices == ["<v Counselor", "<v Client"] * 2
+    root = ET.fromstring(export(page, "emotionml").encode("utf-8"))
+    who = [e.find(f"{EMOTIONML}info/{{urn:korean-emotion-monitor:speakers}}speaker") for e in root.findall(f"{EMOTIONML}emotion")]
+    assert [(w.get("id"), w.get("role")) for w in who] == [("S1", "counselor"), ("S2", "client")] * 2
+    data = json.loads(export(page, "json"))
+    assert [u["speaker_shown"]["role"] for u in data["utterances"]] == ["counselor", "client"] * 2
+    assert [u["speaker"]["role"] for u in data["utterances"]] == [None] * 4  # the feed's own, untouched
+    assert data["speakers"]["corrections"] == {"counselor": "S1", "swap": False}
+
+    page.click("#speaker-swap")  # the two were the wrong way round
+    assert speakers_shown(page) == ["S2 · 내담자 Client", "S1 · 상담사 Counselor"] * 2
+    assert page.get_attribute("#speaker-swap", "aria-pressed") == "true"
+    page.click("#speaker-swap")
+    page.select_option("#speaker-counselor", "")
+    assert speakers_shown(page) == ["S1", "S2", "S1", "S2"]
+
+
+def enroll_browser(playwright, wav: Path):
+    """Chromium whose fake microphone plays `wav` (a person speaking) instead of a beep."""
+    from testsupport.browser import ALLOW_MIC, CHROMIUM_ARGS
+
+    return playwright.chromium.launch(executable_path=require_chromium(),
+                                      args=CHROMIUM_ARGS + [ALLOW_MIC, f"--use-file-for-fake-audio-capture={wav}"])
+
+
+def test_enroll_my_voice_from_the_dashboard_microphone(playwright, two_voices):
+    from core import voiceprints
+    from testsupport.conversation import VOICES, write
+    from testsupport.speech import synthesize, trim
+
+    daemon, beeping, tmp = two_voices
+    speech = np.concatenate([np.concatenate([trim(synthesize(s, VOICES[0])), np.zeros(8000, np.float32)]) for s in SENTENCES[:3]])
+    wav = write(speech, tmp / "me.wav")
+    talking = enroll_browser(playwright, wav)
+    try:
+        page = talking.new_page()
+        page.goto(daemon.url)
+        page.wait_for_selector("#conn[data-state=connected]")
+        page.select_option("#enroll-role", "counselor")
+        page.click("#enroll-button")
+        page.wait_for_function("document.getElementById('notice').textContent.startsWith('Enrolled counselor')", timeout=60_000)
+    finally:
+        talking.close()
+    stored = voiceprints.load_all(tmp / "vp")
+    assert list(stored) == ["counselor"] and stored["counselor"].speech_s >= 3.0
+
+    # Chromium's own fake microphone only beeps: refused, and said why.
+    beeping.click("#enroll-button")
+    beeping.wait_for_function("document.getElementById('notice').textContent.startsWith('Enrolment failed')", timeout=60_000)
+    assert "no speech" in beeping.locator("#notice").inner_text()
+    assert list(voiceprints.load_all(tmp / "vp")) == ["counselor"]

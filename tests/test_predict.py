@@ -40,7 +40,7 @@ def run_predict(tmp_path, lines, *extra):
 
 
 def check_prediction(row):
-    assert set(row) == {"id", "label", "probs", "text", "audio", "multimodal", "used", "transcript"}
+    assert set(row) == {"id", "label", "probs", "text", "audio", "multimodal", "used", "transcript", "speaker"}
     assert list(row["probs"]) == list(LABELS) and sum(row["probs"].values()) == pytest.approx(1.0)
     assert row["label"] == max(row["probs"], key=row["probs"].get)
     assert row["used"] == ["text"] and row["audio"] is None and row["multimodal"] is None
@@ -183,3 +183,21 @@ def test_nan_samples_in_an_audio_line_are_read_as_silence_with_a_note(tmp_path):
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert "error" not in row and row["notes"] == [f"100 NaN or infinite samples in {tmp_path / 'nan.wav'} were read as silence"]
     assert word_error_rate(SENTENCES[0], row["transcript"]) < 0.3
+
+
+def test_audio_lines_carry_their_speaker_and_text_lines_none(tmp_path):
+    from testsupport.conversation import VOICES, write
+    from testsupport.speech import trim
+
+    require_espeak()
+    lines = []
+    for i, sentence in enumerate(SENTENCES[:4]):
+        write(trim(synthesize(sentence, VOICES[i % 2])), tmp_path / f"{i}.wav")
+        lines.append({"id": f"a{i}", "audio": f"{i}.wav"})
+    lines.append({"id": "t", "text": "오늘 정말 기뻐요"})
+    code, rows = run_predict(tmp_path, lines, "--language", "en")
+    assert code == 0
+    assert [r["speaker"]["id"] for r in rows[:4]] == ["S1", "S2", "S1", "S2"]
+    assert rows[2]["speaker"]["similarity"] > 0.75 and rows[4]["speaker"] is None
+    code, rows = run_predict(tmp_path, lines, "--language", "en", "--speakers", "0")
+    assert code == 0 and all(r["speaker"] is None for r in rows)

@@ -13,7 +13,7 @@ from typing import Any
 
 from core import config as core_config
 from core.audio_whisper import WhisperHeadSettings
-from core.config import AsrConfig, EmotionConfig, setting
+from core.config import AsrConfig, EmotionConfig, SpeakersConfig, setting
 from trainer.augment import AugmentSettings
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -136,6 +136,7 @@ class Config:
     asr: AsrConfig = field(default_factory=AsrConfig)
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    speakers: SpeakersConfig = field(default_factory=SpeakersConfig)
 
 
 def load_config(path: str | Path | None = None) -> Config:

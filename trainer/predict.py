@@ -9,11 +9,14 @@ Input, one JSON object a line (blank lines are skipped):
 input file's folder (as in `trainer prepare`'s manifest). Any format FFmpeg decodes works (core/audio.py).
 
 Output, one line per input line, in input order:
-  {"id", "label", "probs": {label: p}, "text", "audio", "multimodal", "used", "transcript"}
+  {"id", "label", "probs": {label: p}, "text", "audio", "multimodal", "used", "transcript", "speaker"}
 `text` / `audio` / `multimodal` are the per-modality results ({"label", "probs"}) or null when that
 model is absent or had no input; `used` names the results the final one combines; `transcript` is
 what ASR heard (null when the line's text was given); `notes`, when present, says what was done to
-the input (text over MAX_TEXT_CHARS cut, NaN samples read as silence). A line that cannot be predicted comes out as
+the input (text over MAX_TEXT_CHARS cut, NaN samples read as silence). `speaker` is {"id", "role",
+"similarity"} for an audio line (the lines of one input are taken as one conversation, in order:
+`--speakers N`, `--voiceprints DIR`, as for the streamer; core/attribution.py) and null for a text
+line. A line that cannot be predicted comes out as
 {"id", "line", "error"}: what was wrong and what to do. The run goes on past bad lines.
 
 Exit status: 0 when at least one line was predicted, 1 when lines were read but none could be
@@ -52,6 +55,7 @@ class Line:
     transcript: str | None = None
     dropped: str | None = None  # why ASR dropped what it heard ("no_speech", ...), when it did
     notes: list[str] = field(default_factory=list)  # what was done to the input, said in the result
+    speaker: dict | None = None
 
 
 def parse_line(raw: str, number: int, base: Path) -> Line:
@@ -142,13 +146,44 @@ class Transcriber:
         line.text = line.transcript or None
 
 
-def prepare(line: Line, needs_audio: bool, transcriber: Transcriber) -> None:
-    """Decode and transcribe what the line and the bundle need."""
+class Speakers:
+    """Who speaks each audio line. Voiceprints are read at the start (a damaged one stops the run
+    before anything is predicted); the encoder loads on the first audio line."""
+
+    def __init__(self, config: Any):
+        from core import voiceprints
+        from core.attribution import SpeakerTracker
+
+        self.config = config
+        self.tracker = None
+        self.encoder: Any = None
+        if config.max_speakers:
+            enrolled = voiceprints.load_all(voiceprints.resolve_dir(config.voiceprints))
+            self.tracker = SpeakerTracker(config.max_speakers, config.new_speaker_similarity,
+                                          {role: vp.embedding for role, vp in enrolled.items()})
+
+    @property
+    def on(self) -> bool:
+        return self.tracker is not None
+
+    def __call__(self, line: Line) -> None:
+        from core.speakers import SAMPLE_RATE, SpeakerEncoder
+
+        if self.encoder is None:
+            self.encoder = SpeakerEncoder(self.config.device)
+        embedding = self.encoder.embed(line.waveform)
+        line.speaker = self.tracker.assign(embedding, len(line.waveform) / SAMPLE_RATE).to_json()
+
+
+def prepare(line: Line, needs_audio: bool, transcriber: Transcriber, speakers: Speakers) -> None:
+    """Decode, attribute and transcribe what the line, the bundle and the speaker settings need."""
     if line.error or line.audio is None:
         return
-    if line.text is not None and not needs_audio:
-        return  # given text, and no model to feed the audio to: skip decoding
+    if line.text is not None and not needs_audio and not speakers.on:
+        return  # given text, no model to feed the audio to, no speakers: skip decoding
     decode(line)
+    if line.error is None and speakers.on:
+        speakers(line)
     if line.error is None and line.text is None:
         transcriber(line)
 
@@ -156,7 +191,7 @@ def prepare(line: Line, needs_audio: bool, transcriber: Transcriber) -> None:
 def result_json(line: Line, prediction: Any, roles: list[str]) -> dict[str, Any]:
     if prediction.used:
         notes = {"notes": line.notes} if line.notes else {}
-        return {"id": line.id, **prediction.to_json(), "transcript": line.transcript, **notes}
+        return {"id": line.id, **prediction.to_json(), "transcript": line.transcript, "speaker": line.speaker, **notes}
     if line.transcript == "":
         why = (
             f"no speech was recognised in {line.audio} (ASR: {line.dropped or 'empty'}), and the bundle has no audio model; "
@@ -164,19 +199,20 @@ def result_json(line: Line, prediction: Any, roles: list[str]) -> dict[str, Any]
         )
     else:
         why = f"none of the bundle's models ({', '.join(roles)}) takes this line's input; give the input they need"
-    return {"id": line.id, "line": line.number, "transcript": line.transcript, "error": f"line {line.number}: {why}"}
+    return {"id": line.id, "line": line.number, "transcript": line.transcript, "speaker": line.speaker,
+            "error": f"line {line.number}: {why}"}
 
 
 def error_json(line: Line) -> dict[str, Any]:
     return {"id": line.id, "line": line.number, "error": line.error}
 
 
-def predict_batch(lines: list[Line], bundle: Any, transcriber: Transcriber) -> list[dict[str, Any]]:
+def predict_batch(lines: list[Line], bundle: Any, transcriber: Transcriber, speakers: Speakers) -> list[dict[str, Any]]:
     from core.bundle import Sample
 
     needs_audio = any(role in bundle.models for role in ("audio", "multimodal"))
     for line in lines:
-        prepare(line, needs_audio, transcriber)
+        prepare(line, needs_audio, transcriber, speakers)
     good = [line for line in lines if line.error is None]
     predictions = iter(bundle.predict([Sample(text=line.text, audio=line.waveform, id=str(line.id)) for line in good]) if good else [])
     roles = sorted(bundle.models)
@@ -206,6 +242,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, required=True, help="JSONL written here, one line per input line")
     parser.add_argument("--config", type=Path, default=None, help="config.toml for the ASR and emotion settings")
     parser.add_argument("--language", default=None, help="language of the audio for ASR (default: asr.language, ko)")
+    parser.add_argument("--speakers", type=int, metavar="N", help="voices to tell apart in the audio lines (default: speakers.max_speakers, 2; 0 = off)")
+    parser.add_argument("--voiceprints", metavar="DIR", help="folder of enrolled voiceprints (default: speakers.voiceprints)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -214,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
     from core.bundle import load_bundle
     from trainer.config import load_config, override
 
-    config = override(load_config(args.config), {"asr.language": args.language, "emotion.bundle": args.bundle})
+    config = override(load_config(args.config), {"asr.language": args.language, "emotion.bundle": args.bundle,
+                                                  "speakers.max_speakers": args.speakers, "speakers.voiceprints": args.voiceprints})
     if not args.input.is_file():
         raise UserError(f"input {args.input} does not exist; pass --input with a JSONL file")
     total = count_lines(args.input)
@@ -222,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"input {args.input} has no lines; write one JSON object per line")
     if args.output.resolve() == args.input.resolve():
         raise UserError("--output is the same file as --input; choose another output path")
+    speakers = Speakers(config.speakers)
     bundle = load_bundle(config.emotion.bundle, device=config.emotion.device)
     transcriber = Transcriber(config.asr, config.asr.language)
 
@@ -229,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as out, tqdm(total=total, unit="line", file=sys.stderr, disable=None) as bar:
         for batch in batches(read_lines(args.input), BATCH):
-            rows = predict_batch(batch, bundle, transcriber)
+            rows = predict_batch(batch, bundle, transcriber, speakers)
             write(out, rows)
             errors += sum("error" in row for row in rows)
             predicted += sum("error" not in row for row in rows)

@@ -15,6 +15,7 @@ import { FORMATS, download } from "./exporters.js";
 import { renderLegend } from "./legend.js";
 import { clock, labelsOf } from "./labels.js";
 import { escapeHtml } from "./html.js";
+import { editsOf, speakerName, speakersIn } from "./speakers.js";
 
 const SCHEMA = 1; // docs/feed.md
 const $ = (id) => document.getElementById(id);
@@ -66,7 +67,7 @@ async function chooseRoom() {
 // Settled before the feed and the microphone are made: their URLs name the room.
 const roomProblem = await chooseRoom();
 
-const view = { mode: "live", session: null }; // mode: "live" (follows the daemon), "pinned", "recorded"
+const view = { mode: "live", session: null, speaker: "" }; // mode: "live" (follows the daemon), "pinned", "recorded"; speaker: shown id filter
 let conn = { state: "connecting" };
 let follow = true;
 let recorded = [];
@@ -119,8 +120,13 @@ function schedule() {
 function render() {
   const session = current();
   const models = session?.hello?.models ?? null;
-  timeline.render(session, models);
-  transcript.render(session, models);
+  if (session?.id !== view.shownId) {
+    view.shownId = session?.id;
+    view.speaker = ""; // a filter is about one session's speakers
+  }
+  renderSpeakers(session);
+  timeline.render(session, models, view.speaker);
+  transcript.render(session, models, view.speaker);
   renderSummary($("summary"), $("summary-span"), session);
   renderLegend($("legend"), labelsOf(session));
   renderConnection(conn, session);
@@ -281,9 +287,90 @@ for (const button of document.querySelectorAll("[data-export]")) {
     const format = FORMATS[button.dataset.export];
     // The only API URL without ?token=: it is written into a file that may be shared, not fetched.
     const audio = new URL(`api/sessions/${encodeURIComponent(session.id)}/audio.wav`, base).href;
-    download(`emotion-${session.id}.${format.ext ?? button.dataset.export}`, format.make(session, audio), format.type);
+    const only = view.speaker ? `-${view.speaker}` : "";
+    download(`emotion-${session.id}${only}.${format.ext ?? button.dataset.export}`, format.make(session, audio, view.speaker), format.type);
   });
 }
+
+// ---- speakers: filter, "S1 is the counselor", swap S1/S2 (this view only) ------------------------
+
+let speakersKey = "";
+function renderSpeakers(session) {
+  const ids = speakersIn(session);
+  const edits = editsOf(session);
+  const key = JSON.stringify([session?.id, ids, edits, view.speaker]);
+  if (key === speakersKey) return;
+  speakersKey = key;
+  // Ids come from the feed: escaped like every other value written into markup.
+  const option = (value, text) => `<option value="${escapeHtml(value)}">${escapeHtml(text)}</option>`;
+  const sample = (id) => session.list().find((u) => u.speaker?.id === id);
+  const shown = (id) => {
+    const u = sample(id);
+    return u ? speakerName({ ...u.speaker, id }) : id;
+  };
+  $("speaker-filter").innerHTML = option("", "모두 everyone") + ids.map((id) => option(id, shown(id))).join("");
+  $("speaker-filter").value = view.speaker;
+  $("speaker-counselor").innerHTML = option("", "as detected") + ids.map((id) => option(id, id)).join("");
+  $("speaker-counselor").value = edits.counselor ?? "";
+  $("speaker-swap").setAttribute("aria-pressed", String(edits.swap));
+  $("speaker-swap").disabled = !(ids.includes("S1") && ids.includes("S2"));
+  document.querySelector(".toolbar.speakers").hidden = !ids.length;
+}
+$("speaker-filter").addEventListener("change", (e) => {
+  view.speaker = e.target.value;
+  render();
+});
+$("speaker-counselor").addEventListener("change", (e) => {
+  const session = current();
+  if (session) editsOf(session).counselor = e.target.value || null;
+  render();
+});
+$("speaker-swap").addEventListener("click", () => {
+  const session = current();
+  if (!session) return;
+  const edits = editsOf(session);
+  edits.swap = !edits.swap;
+  render();
+});
+
+// ---- "enroll my voice": the daemon keeps a voiceprint (an embedding, no audio) -------------------
+
+const ENROLL_S = 12;
+$("enroll-button").addEventListener("click", async () => {
+  const button = $("enroll-button");
+  const role = $("enroll-role").value;
+  const state = $("enroll-state");
+  let answer;
+  const answered = new Promise((resolve) => (answer = resolve));
+  const recorder = new BrowserMic({
+    url: socketUrl(`enroll?role=${encodeURIComponent(role)}`), token,
+    onState: () => {},
+    onReply: (msg) => answer(msg),
+  });
+  button.disabled = true;
+  try {
+    state.textContent = "starting…";
+    await recorder.start();
+    for (let left = ENROLL_S; left > 0; left -= 1) {
+      state.textContent = `● 말씀하세요 Speak now… ${left} s`;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    state.textContent = "making the voiceprint…";
+    recorder.send({ type: "done" });
+    const reply = await Promise.race([answered, new Promise((resolve) => setTimeout(() => resolve(null), 30000))]);
+    if (reply?.type === "enrolled") {
+      notice(`Enrolled ${reply.role} from ${reply.speech_s} s of speech: from now on that voice is shown as ${reply.role}. Only a voiceprint (numbers, no audio) is kept, on the daemon's machine.`);
+    } else {
+      notice(`Enrolment failed: ${reply?.message ?? "the daemon did not answer"}`);
+    }
+  } catch (error) {
+    notice(`Enrolment failed: ${error.message}`);
+  } finally {
+    recorder.stop();
+    state.textContent = "";
+    button.disabled = false;
+  }
+});
 
 // ---- microphone ---------------------------------------------------------------------------------
 

@@ -26,10 +26,11 @@ function explain(error) {
 }
 
 export class BrowserMic {
-  constructor({ url, token, onState }) {
+  constructor({ url, token, onState, onReply = null }) {
     this.url = new URL(url);
     if (token) this.url.searchParams.set("token", token);
     this.onState = onState; // ({text}) for the button's status line, ({error}) for the daemon's complaints
+    this.onReply = onReply; // every JSON message from the daemon (enrolment answers), when given
     this.active = false;
     this.frames = 0;
     this.lost = 0;
@@ -102,7 +103,8 @@ export class BrowserMic {
         // The daemon answers a frame it cannot use with an `error` that says why.
         try {
           const msg = JSON.parse(data);
-          if (msg.type === "error") this.onState({ error: msg.message });
+          if (this.onReply) this.onReply(msg);
+          else if (msg.type === "error") this.onState({ error: msg.message });
         } catch {
           // not JSON: nothing the schema defines on /mic
         }
@@ -142,6 +144,11 @@ export class BrowserMic {
     const level = db < -100 ? " · silent" : ` · ${db.toFixed(0)} dB`;
     const lost = this.lost ? ` · ${(this.lost * 0.04).toFixed(1)} s lost` : "";
     this.onState({ text: `● Live ${seconds} s sent${level}${lost}` });
+  }
+
+  /** Send a JSON message on the audio socket (the end of an enrolment's audio). */
+  send(message) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
   }
 
   stop() {

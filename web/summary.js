@@ -1,9 +1,11 @@
 // The session at a glance: each emotion's share of the speaking time, and how the shares moved
 // over the session (thirds while it is short, then 5-, 10- or 15-minute bins, at most 12). Shares
-// are weighted by utterance length so one long sad story outweighs a short "yes".
+// are weighted by utterance length so one long sad story outweighs a short "yes". With more than
+// one speaker, each speaker's shares follow: the client's sadness apart from the counselor's calm.
 
 import { clock, info, labelName, labelsOf, pct } from "./labels.js";
 import { escapeHtml } from "./html.js";
+import { shownSpeaker, speakerColour, speakerName } from "./speakers.js";
 
 const BIN_SIZES_S = [300, 600, 900, 1800];
 const MAX_BINS = 12;
@@ -71,11 +73,34 @@ function binChart(session, list, labels) {
     `<div class="bin-names" style="grid-template-columns: repeat(${parts.length}, 1fr)">${names}</div>`;
 }
 
+/** Each shown speaker's utterances, in order of their ids; [] when the feed names no speaker. */
+export function bySpeaker(session, list) {
+  const groups = new Map();
+  for (const u of list) {
+    const sp = shownSpeaker(session, u);
+    if (!sp) continue;
+    if (!groups.has(sp.id)) groups.set(sp.id, { speaker: sp, utterances: [] });
+    groups.get(sp.id).utterances.push(u);
+  }
+  return [...groups.values()].sort((a, b) => a.speaker.id.localeCompare(b.speaker.id, undefined, { numeric: true }));
+}
+
+function speakerBlocks(session, list, labels) {
+  const groups = bySpeaker(session, list);
+  if (groups.length < 2) return "";
+  return `<h3>화자별 <span class="en">Per speaker</span></h3>` + groups.map(({ speaker, utterances }) => {
+    const s = shares(utterances, labels);
+    return `<div class="per-speaker" data-speaker="${escapeHtml(speaker.id)}">` +
+      `<p class="who"><span class="swatch" style="background:${speakerColour(speaker.id)}"></span>${escapeHtml(speakerName(speaker))}` +
+      ` <span class="sub">${s.count} utt. · ${clock(s.total)}</span></p>${shareRows(s, labels)}</div>`;
+  }).join("");
+}
+
 export function renderSummary(container, spanNote, session) {
   const list = session ? session.list() : [];
   const labels = labelsOf(session);
   const all = shares(list, labels);
   spanNote.textContent = session ? `${list.length} utterances · ${clock(all.total)} of speech` : "";
   container.innerHTML = `<p class="hint">발화 시간 비율 Share of speaking time</p>${shareRows(all, labels)}` +
-    (session ? binChart(session, list, labels) : "");
+    (session ? speakerBlocks(session, list, labels) + binChart(session, list, labels) : "");
 }

@@ -7,13 +7,16 @@
 import { clock, confidence, info, labelName, labelsOf, patternDefs, pct } from "./labels.js";
 import { breakdown, source } from "./describe.js";
 import { escapeHtml } from "./html.js";
+import { editsOf, shownSpeaker, speakerColour, speakerName } from "./speakers.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const TOP = 8;
 const PROB_H = 132;
 const BAND_Y = TOP + PROB_H + 8;
 const BAND_H = 30;
-const AXIS_Y = BAND_Y + BAND_H + 6;
+const SPEAKER_Y = BAND_Y + BAND_H + 4; // the speaker lane: who spoke, under what was felt
+const SPEAKER_H = 14;
+const AXIS_Y = SPEAKER_Y + SPEAKER_H + 6;
 const HEIGHT = AXIS_Y + 22;
 const PAD = 6;
 const MIN_SPAN = 30; // seconds: a short session still gets a readable scale
@@ -26,11 +29,12 @@ function el(name, attrs = {}, parent = null) {
 }
 
 /** The tooltip's markup: everything from the feed (ids, labels, text, model names) is escaped. */
-function tooltipHtml(u, models, labels) {
+function tooltipHtml(u, models, labels, sp) {
   const named = (l) => escapeHtml(`${info(l).glyph} ${labelName(l)}`);
   const probs = labels.map((l) => `<tr><th>${named(l)}</th><td>${pct(u.emotion.probs[l] ?? 0)}</td></tr>`).join("");
   const parts = breakdown(u, models).map((r) => `<tr class="${r.absent ? "absent" : ""}"><th>${r.name}</th><td>${escapeHtml(r.value)}</td></tr>`).join("");
-  return `<div class="tt-head">${clock(u.start)}–${clock(u.end)} · #${escapeHtml(u.utterance_id)}</div>` +
+  const who = sp ? ` · ${escapeHtml(speakerName(sp))}` : "";
+  return `<div class="tt-head">${clock(u.start)}–${clock(u.end)} · #${escapeHtml(u.utterance_id)}${who}</div>` +
     `<div class="tt-label chip label-${escapeHtml(u.emotion.label)}">${named(u.emotion.label)} <b>${pct(confidence(u.emotion))}</b></div>` +
     `<p class="tt-text">${escapeHtml(u.text) || "<i>(no transcript)</i>"}</p>` +
     `<table class="tt-probs">${probs}</table><table class="tt-parts">${parts}</table>` +
@@ -78,7 +82,8 @@ export class Timeline {
     return { pps, width: Math.max(width, Math.ceil(duration * pps + 2 * PAD)), x: (t) => PAD + t * pps };
   }
 
-  render(session, models) {
+  /** `only`: a speaker id (as shown) whose utterances stay bright; the others are dimmed. */
+  render(session, models, only = "") {
     const labels = labelsOf(session);
     // Each column has one rect per label: a new label list (a new session) redraws them all.
     if (session !== this.session || JSON.stringify(labels) !== JSON.stringify(this.labels)) {
@@ -105,7 +110,13 @@ export class Timeline {
       this.#grid(width, x, pps);
     }
     const list = session ? session.list() : [];
-    for (const u of list) this.#place(u, x, pps);
+    const key = JSON.stringify(editsOf(session));
+    for (const u of list) {
+      this.#place(u, x, pps, key);
+      const g = this.nodes.get(u.utterance_id);
+      const dim = Boolean(only) && g.dataset.speaker !== only;
+      if (g.classList.contains("dim") !== dim) g.classList.toggle("dim", dim);
+    }
     // Until the user picks one, Tab lands on the newest utterance.
     if (list.length && (!this.picked || !this.nodes.has(this.active))) this.#setActive(list[list.length - 1].utterance_id);
     const p = session?.partial;
@@ -136,14 +147,16 @@ export class Timeline {
     this.grid.innerHTML = parts.join("");
   }
 
-  #place(u, x, pps) {
+  #place(u, x, pps, key) {
     let g = this.nodes.get(u.utterance_id);
-    if (g?.placed === u && g.pps === pps) return; // unchanged: touching it would cost a relayout
+    if (g?.placed === u && g.pps === pps && g.key === key) return; // unchanged: touching it would cost a relayout
     if (!g) {
       g = el("g", { class: "utt", role: "listitem", tabindex: "-1", "data-id": u.utterance_id });
       for (const l of this.labels) el("rect", { class: "p", "data-label": l, fill: info(l).color }, g);
       el("rect", { class: "band", y: BAND_Y, height: BAND_H, rx: 3 }, g);
       el("text", { class: "band-text", y: BAND_Y + BAND_H / 2 + 5 }, g);
+      el("rect", { class: "spk", y: SPEAKER_Y, height: SPEAKER_H, rx: 2 }, g);
+      el("text", { class: "spk-text", y: SPEAKER_Y + SPEAKER_H - 3 }, g);
       el("rect", { class: "hit", y: TOP - 4, height: AXIS_Y - TOP + 4, rx: 4 }, g);
       const later = [...this.nodes.keys()].filter((id) => id > u.utterance_id);
       this.layer.insertBefore(g, later.length ? this.nodes.get(Math.min(...later)) : null);
@@ -154,8 +167,10 @@ export class Timeline {
     const label = u.emotion.label;
     const i = info(label);
     g.dataset.label = label;
+    const sp = shownSpeaker(this.session, u);
+    g.dataset.speaker = sp?.id ?? "";
     g.setAttribute("aria-label",
-      `${clock(u.start)}–${clock(u.end)}, ${labelName(label)} ${pct(confidence(u.emotion))}: ${u.text ?? "no transcript"}`);
+      `${clock(u.start)}–${clock(u.end)}${sp ? `, ${speakerName(sp)}` : ""}, ${labelName(label)} ${pct(confidence(u.emotion))}: ${u.text ?? "no transcript"}`);
     let y = TOP + PROB_H;
     this.labels.forEach((l, k) => {
       const h = PROB_H * (u.emotion.probs[l] ?? 0);
@@ -174,11 +189,19 @@ export class Timeline {
     text.setAttribute("x", x0 + 4);
     text.setAttribute("fill", i.ink);
     text.textContent = w >= 44 ? `${i.glyph} ${i.ko}` : w >= 14 ? i.glyph : "";
+    const lane = g.querySelector(".spk");
+    lane.setAttribute("x", x0);
+    lane.setAttribute("width", w);
+    lane.setAttribute("fill", sp ? speakerColour(sp.id) : "transparent");
+    const who = g.querySelector(".spk-text");
+    who.setAttribute("x", x0 + 3);
+    who.textContent = !sp ? "" : w >= 90 ? speakerName(sp) : w >= 18 ? sp.id : "";
     const hit = g.querySelector(".hit");
     hit.setAttribute("x", x0 - 2);
     hit.setAttribute("width", w + 4);
     g.placed = u;
     g.pps = pps;
+    g.key = key;
   }
 
   #setActive(id) {
@@ -224,7 +247,7 @@ export class Timeline {
     if (!g || !this.session) return;
     const u = this.session.utterances.get(Number(g.dataset.id));
     if (!u) return;
-    this.tooltip.innerHTML = tooltipHtml(u, this.models, this.labels);
+    this.tooltip.innerHTML = tooltipHtml(u, this.models, this.labels, shownSpeaker(this.session, u));
     this.tooltip.hidden = false;
     const card = this.tooltip.offsetParent.getBoundingClientRect();
     const box = g.querySelector(".hit").getBoundingClientRect();

@@ -6,11 +6,19 @@
 
 import { clock, confidence, info, labelName, pct } from "./labels.js";
 import { breakdown, source } from "./describe.js";
+import { editsOf, shownSpeaker, speakerColour, speakerName } from "./speakers.js";
 
 function h(tag, cls, text) {
   const node = document.createElement(tag);
   if (cls) node.className = cls;
   if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function speakerChip(sp) {
+  const node = h("span", "speaker", speakerName(sp));
+  node.style.borderColor = speakerColour(sp.id);
+  node.dataset.speaker = sp.id;
   return node;
 }
 
@@ -40,7 +48,8 @@ export class Transcript {
     });
   }
 
-  render(session, models) {
+  /** `only`: a speaker id (as shown) whose rows alone are visible; "" = everyone's. */
+  render(session, models, only = "") {
     if (session !== this.session) {
       this.list.replaceChildren();
       this.rows.clear();
@@ -49,20 +58,25 @@ export class Transcript {
       this.picked = false;
     }
     if (!session) return;
+    const key = JSON.stringify(editsOf(session)); // a correction of the speakers redraws the rows
     for (const u of session.list()) {
       const known = this.rows.get(u.utterance_id);
-      if (known?.message === u && known.models === models) continue;
-      const row = this.#row(u, models);
-      if (known) known.node.replaceWith(row);
-      else this.#insert(u.utterance_id, row);
-      const focused = known && document.activeElement === known.node;
-      this.rows.set(u.utterance_id, { node: row, message: u, models });
-      if (focused) row.focus({ preventScroll: true });
+      if (!(known?.message === u && known.models === models && known.key === key)) {
+        const row = this.#row(session, u, models);
+        if (known) known.node.replaceWith(row);
+        else this.#insert(u.utterance_id, row);
+        const focused = known && document.activeElement === known.node;
+        this.rows.set(u.utterance_id, { node: row, message: u, models, key });
+        if (focused) row.focus({ preventScroll: true });
+      }
+      const row = this.rows.get(u.utterance_id).node;
+      const hidden = Boolean(only) && row.dataset.speaker !== only;
+      if (row.hidden !== hidden) row.hidden = hidden;
     }
     // Until the user picks one, Tab lands on the newest row.
     if (this.rows.size && (!this.picked || !this.rows.has(this.active))) this.#setActive(Math.max(...this.rows.keys()));
     else this.rows.get(this.active)?.node.setAttribute("tabindex", "0");
-    this.#partial(session.partial);
+    this.#partial(session, session.partial);
   }
 
   #insert(id, row) {
@@ -73,25 +87,31 @@ export class Transcript {
     else this.list.append(row);
   }
 
-  #partial(p) {
+  #partial(session, p) {
     if (!p) {
       this.partialRow.remove();
       return;
     }
-    this.partialRow.replaceChildren(
-      h("div", "when mono", `${clock(p.start)}–${clock(p.end)}`),
-      h("p", "text", p.text ? `${p.text} …` : "… 듣는 중 listening"),
-    );
+    const sp = shownSpeaker(session, p);
+    const when = h("div", "when mono", `${clock(p.start)}–${clock(p.end)}`);
+    if (sp) when.append(" ", speakerChip(sp));
+    this.partialRow.replaceChildren(when, h("p", "text", p.text ? `${p.text} …` : "… 듣는 중 listening"));
     this.list.append(this.partialRow);
   }
 
-  #row(u, models) {
+  #row(session, u, models) {
     const row = h("li", `row label-${u.emotion.label}`);
     row.dataset.id = u.utterance_id;
     row.dataset.label = u.emotion.label;
     row.tabIndex = u.utterance_id === this.active ? 0 : -1;
     const head = h("div", "head");
-    head.append(h("span", "when mono", `${clock(u.start)}–${clock(u.end)}`), chip(u.emotion), h("span", "from", source(u)));
+    const sp = shownSpeaker(session, u);
+    head.append(h("span", "when mono", `${clock(u.start)}–${clock(u.end)}`));
+    if (sp) {
+      row.dataset.speaker = sp.id;
+      head.append(speakerChip(sp));
+    }
+    head.append(chip(u.emotion), h("span", "from", source(u)));
     const text = h("p", "text", u.text?.trim() || "(no transcript)");
     if (!u.text?.trim()) text.classList.add("empty");
     const parts = h("dl", "parts");
