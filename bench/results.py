@@ -23,10 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> arguments of `python -m bench.NAME` in its quick mode
 BENCHES: dict[str, list[str]] = {
     "latency_bench": ["--per-bucket", "4"],
+    "eager_bench": ["--per-bucket", "6", "--seeds", "0"],
     "replay_bench": ["--sentences", "12", "--repeats", "1"],
     "fanout_bench": ["--messages", "200"],
     "memory_bench": ["--minutes", "120"],
     "archive_bench": ["--files", "3", "--sentences", "8"],
+    "rooms_bench": ["--rooms", "1,2,4", "--seconds", "30"],
+    "speakers_bench": ["--turns", "8"],
     "prepare_bench": ["--clips", "500"],
     "train_bench": ["--per-class", "12", "--epochs", "2", "--fit-repeat", "1", "--skip", "text"],
 }

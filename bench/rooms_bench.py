@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.rooms_bench [--rooms 1,2,4,8] [--seconds 60] [--no-separate]
 
-Each room plays its own recording of espeak-ng English sentences with 1 s pauses at real time
+Each room plays its own conversation of two espeak-ng voices (en-us+m3, en-us+f2) taking turns of
+English sentences, 1 s apart, every fourth turn a backchannel ("Okay."), at real time
 (`--source NAME=file:PATH`, as a room's microphone would deliver it), recorded with --record so
 every utterance's `latency_ms.end_to_message` (VAD end of speech -> utterance sent) and the
 session's dropped frames are read back from feed.jsonl. Rows:
@@ -31,7 +32,8 @@ import numpy as np
 
 from streamer.recorder import read_feed
 from testsupport.browser import free_port
-from testsupport.speech import SENTENCES, speech_with_silences
+from testsupport.conversation import BACKCHANNELS, conversation, write
+from testsupport.speech import SENTENCES
 
 ROOT = Path(__file__).resolve().parents[1]
 P95_LIMIT_MS = 1500.0
@@ -58,11 +60,12 @@ class Row:
 
 
 def talk(i: int, seconds: float, folder: Path) -> Path:
-    """A recording of about `seconds`: sentences from a different place in the list per room."""
-    count = max(1, round(seconds / 4.0))  # a sentence and its pause are about 4 s
-    sentences = [SENTENCES[(3 * i + k) % len(SENTENCES)] for k in range(count)]
-    path, _ = speech_with_silences(sentences, 1.0, folder / f"room{i}.wav", noise_db=-60, seed=i)
-    return path
+    """A conversation of about `seconds`, its sentences from a different place in the list per room."""
+    count = max(2, round(seconds / 3.5))  # a turn and its gap are about 3.5 s
+    turns = [(k % 2, BACKCHANNELS[k % len(BACKCHANNELS)] if k % 4 == 3 else SENTENCES[(3 * i + k) % len(SENTENCES)])
+             for k in range(count)]
+    audio, _ = conversation(turns, gap_s=1.0, seed=i)
+    return write(audio, folder / f"room{i}.wav")
 
 
 def rss_kb(pid: int) -> int:

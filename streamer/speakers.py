@@ -102,10 +102,10 @@ class SpeakerStage:
         self._kept = None
         for begin, end, embedding in pieces:
             speaker = self.tracker.assign(embedding, (end - begin) / SAMPLE_RATE)
-            last = end == len(utterance.audio)
+            last = end == len(utterance.audio)  # the ends keep the segmenter's times exactly
             parts.append(dataclasses.replace(
-                utterance, id=self.ids.take(), start=utterance.start + begin / SAMPLE_RATE,
-                end=utterance.start + end / SAMPLE_RATE, audio=utterance.audio[begin:end],
+                utterance, id=self.ids.take(), start=utterance.start + begin / SAMPLE_RATE if begin else utterance.start,
+                end=utterance.end if last else utterance.start + end / SAMPLE_RATE, audio=utterance.audio[begin:end],
                 speech_end=utterance.speech_end if last else None, speaker=speaker.to_json()))
         return parts
 

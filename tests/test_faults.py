@@ -173,7 +173,7 @@ def test_kill_9_at_random_moments_leaves_recordings_that_replay_with_everything_
     assert len(list(record.iterdir())) == 4
 
 
-@pytest.mark.parametrize("damage", ["bundle", "whisper"])
+@pytest.mark.parametrize("damage", ["bundle", "whisper", "voiceprint"])
 def test_damaged_model_files_stop_the_start_with_one_line(tmp_path, damage):
     import shutil
 
@@ -186,6 +186,15 @@ def test_damaged_model_files_stop_the_start_with_one_line(tmp_path, damage):
         head.write_bytes(head.read_bytes()[:1000])
         args += ["--bundle", str(bundle)]
         expected = "head.safetensors"
+    elif damage == "voiceprint":  # a voiceprint cut off mid-write by something other than us
+        from core import voiceprints
+
+        folder = tmp_path / "voiceprints"
+        voiceprints.save(folder, voiceprints.new("counselor", np.full(256, 1 / 16, np.float32), 10.0))
+        (saved,) = folder.iterdir()
+        saved.write_bytes(saved.read_bytes()[:200])
+        args += ["--voiceprints", str(folder)]
+        expected = str(saved)
     else:
         model = tmp_path / "whisper"
         model.mkdir()
@@ -198,9 +207,6 @@ def test_damaged_model_files_stop_the_start_with_one_line(tmp_path, damage):
     done = subprocess.run([sys.executable, "-m", "streamer", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "serving http" not in done.stderr  # refused before anything was served
-
-
-# Voiceprint files (issue 10) get their damaged-file case here once they exist.
 
 
 class FakePortAudio:

@@ -295,7 +295,7 @@ async def test_recorded_sessions_api(served):
     sessions = json.loads(body)
     assert status == 200 and headers["Content-Type"] == "application/json"
     assert sessions == [{"id": "20260101-000000-abcd", "started": sessions[0]["started"], "duration": 1.0, "utterances": 1,
-                         "models": RECORDED_MODELS}]
+                         "models": RECORDED_MODELS, "room": None}]
     status, _, body = await http_get(server.port, "/api/sessions/20260101-000000-abcd/feed.jsonl")
     assert status == 200 and json.loads(body.decode().splitlines()[0])["text"] == "안녕하세요"
     status, headers, body = await http_get(server.port, "/api/sessions/20260101-000000-abcd/audio.wav")

@@ -16,7 +16,14 @@ from core.attribution import SpeakerTracker, unit
 from core.errors import UserError
 from core.speakers import EMBEDDING_DIM, SAMPLE_RATE
 from streamer.config import VadConfig
-from testsupport.conversation import VOICES, conversation, require_sox, sox_shift, stereo, write
+from testsupport.conversation import (
+    VOICES,
+    conversation,
+    require_sox,
+    sox_shift,
+    stereo,
+    write,
+)
 from testsupport.speech import SENTENCES, require_espeak, synthesize, trim
 
 
@@ -99,6 +106,20 @@ def test_a_short_backchannel_never_opens_a_speaker():
     assert tracker.assign(b, 0.6).id == "S1"  # too short to be a new voice: the nearest, with its similarity
     assert tracker.assign(b, 2.0).id == "S2"
     assert tracker.peek(a).id == "S1"
+
+
+def test_an_eager_preview_is_what_the_assignment_then_gives_and_teaches_nothing():
+    """The eager end asks the tracker before the utterance is final; the answer must be the one
+    `assign` then gives (same id, role and similarity), and asking must change nothing."""
+    rng = np.random.default_rng(2)
+    voices = [np.abs(rng.standard_normal(EMBEDDING_DIM)) for _ in range(3)]
+    tracker = SpeakerTracker(2, 0.9, {"counselor": voices[2]})
+    for voice, seconds in [(voices[0], 2.0), (voices[0], 1.5), (voices[1], 0.5), (voices[1], 2.0), (voices[2], 3.0),
+                           (voices[1], 2.0)]:
+        heard = voice + rng.standard_normal(EMBEDDING_DIM) * 0.05
+        first, again = tracker.preview(heard, seconds), tracker.preview(heard, seconds)
+        assert first == again == tracker.assign(heard, seconds)
+    assert tracker.assign(voices[0], 2.0).id == "S1" and tracker.assign(voices[2], 2.0).role == "counselor"
 
 
 @pytest.mark.slow

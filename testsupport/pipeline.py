@@ -56,9 +56,10 @@ class ControlledAnalyzer:
         time.sleep(self.delay_s)
         self.analyzed.append(utterance.id)
         return {"utterance_id": utterance.id, "start": round(utterance.start, 3), "end": round(utterance.end, 3),
-                "text": f"utterance {utterance.id}", "latency_ms": {"total": self.delay_s * 1000}}
+                "speaker": utterance.speaker, "text": f"utterance {utterance.id}", "latency_ms": {"total": self.delay_s * 1000}}
 
     def partial(self, update: SpeechUpdate) -> dict:
         time.sleep(self.partial_s)
         self.partials.append((update.id, self.session.counters.last_id if self.session else 0))
-        return {"utterance_id": update.id, "start": round(update.start, 3), "end": round(update.now, 3), "text": "..."}
+        return {"utterance_id": update.id, "start": round(update.start, 3), "end": round(update.now, 3),
+                "speaker": update.speaker, "text": "..."}
