@@ -26,6 +26,7 @@ BENCHES: dict[str, list[str]] = {
     "eager_bench": ["--per-bucket", "6", "--seeds", "0"],
     "replay_bench": ["--sentences", "12", "--repeats", "1"],
     "fanout_bench": ["--messages", "200"],
+    "range_bench": ["--hours", "1"],
     "memory_bench": ["--minutes", "120"],
     "archive_bench": ["--files", "3", "--sentences", "8"],
     "rooms_bench": ["--rooms", "1,2,4", "--seconds", "30"],
