@@ -46,6 +46,7 @@ version of the same test; the phrase list alone never drops anything.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -262,6 +263,8 @@ def load_whisper(cfg: AsrConfig) -> Whisper:
     compute_type = resolve_compute_type(cfg.compute_type, device)
     if cfg.cpu_threads < 0:
         raise UserError(f"asr.cpu_threads must be 0 (CTranslate2's default) or more, got {cfg.cpu_threads}")
+    if Path(path).is_dir():
+        _check_json_files(Path(path))
     try:
         model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cfg.cpu_threads)
     except (RuntimeError, ValueError) as exc:
@@ -269,7 +272,23 @@ def load_whisper(cfg: AsrConfig) -> Whisper:
             f"cannot load Whisper model {path} on {device} with compute type {compute_type}: {exc}; "
             "check asr.device and asr.compute_type (auto picks what the machine supports)"
         ) from None
+    except Exception as exc:  # the tokenizers library raises a bare Exception for a damaged tokenizer
+        raise UserError(f"cannot load Whisper model {path} ({type(exc).__name__}: {exc}); a file in it is damaged: "
+                        "copy or download the model again (asr.model)") from None
     return Whisper(model=model, name=name, device=device, compute_type=compute_type)
+
+
+def _check_json_files(folder: Path) -> None:
+    """A model folder's JSON files must parse: faster-whisper reads them with libraries whose
+    errors name no file (the tokenizer's is a bare Exception), so a damaged one is named here."""
+    for name in ("config.json", "tokenizer.json", "preprocessor_config.json"):
+        file = folder / name
+        if not file.is_file():
+            continue
+        try:
+            json.loads(file.read_bytes())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"{file} is damaged ({exc}); copy or download the Whisper model again (asr.model)") from None
 
 
 def window_seconds(duration_s: float, short_window: bool) -> float:

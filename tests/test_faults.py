@@ -173,7 +173,7 @@ def test_kill_9_at_random_moments_leaves_recordings_that_replay_with_everything_
     assert len(list(record.iterdir())) == 4
 
 
-@pytest.mark.parametrize("damage", ["bundle", "whisper", "voiceprint"])
+@pytest.mark.parametrize("damage", ["bundle", "whisper", "tokenizer", "voiceprint"])
 def test_damaged_model_files_stop_the_start_with_one_line(tmp_path, damage):
     import shutil
 
@@ -195,6 +195,20 @@ def test_damaged_model_files_stop_the_start_with_one_line(tmp_path, damage):
         saved.write_bytes(saved.read_bytes()[:200])
         args += ["--voiceprints", str(folder)]
         expected = str(saved)
+    elif damage == "tokenizer":  # the embedded Whisper copied, its tokenizer cut off
+        from core.whisper_embedded import embedded_model_dir
+
+        model = tmp_path / "whisper"
+        model.mkdir()
+        for file in embedded_model_dir().iterdir():
+            (model / file.name).symlink_to(file)
+        tokenizer = model / "tokenizer.json"
+        tokenizer.unlink()
+        tokenizer.write_bytes((embedded_model_dir() / "tokenizer.json").read_bytes()[:5000])
+        config = tmp_path / "c.toml"
+        config.write_text(f'[asr]\nmodel = "{model}"\n')
+        args += ["--config", str(config)]
+        expected = str(tokenizer)
     else:
         model = tmp_path / "whisper"
         model.mkdir()
