@@ -55,7 +55,7 @@ def check_exposure(config: ServerConfig) -> None:
 
 def reachable_hosts(config: ServerConfig) -> frozenset[str]:
     """The host names and addresses a request may carry in `Host` (lower case, no brackets)."""
-    names = set(LOOPBACK_NAMES) | {h.lower().strip("[]") for h in config.allowed_hosts}
+    names = set(LOOPBACK_NAMES) | {_allowed_name(h) for h in config.allowed_hosts}
     host = config.host.lower().strip("[]")
     if host in WILDCARDS:
         hostname = socket.gethostname()
@@ -67,6 +67,14 @@ def reachable_hosts(config: ServerConfig) -> frozenset[str]:
     else:
         names.add(host)
     return frozenset(names)
+
+
+def _allowed_name(entry: str) -> str:
+    """An allowed_hosts entry as `Host` is compared: people write "name:8765" as often as "name"."""
+    entry = entry.strip().lower()
+    if entry.count(":") > 1 and not entry.startswith("["):
+        return entry  # a bare IPv6 address
+    return _host_and_port(entry)[0] or entry.strip("[]")
 
 
 def _host_and_port(netloc: str) -> tuple[str, int | None]:

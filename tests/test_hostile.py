@@ -83,11 +83,14 @@ async def test_dns_rebinding_and_foreign_origins_are_refused(tmp_path, record_di
 
 @pytest.mark.asyncio
 async def test_allowed_hosts_adds_a_name(tmp_path):
-    server, _log = await serving(tmp_path, allowed_hosts=["monitor.clinic.internal"])
+    server, _log = await serving(tmp_path, allowed_hosts=["monitor.clinic.internal", "Ward.Internal:8765",
+                                                          "[fd00::7]", "fd00::8"])
     try:
         port = server.port
         ok = {"Host": f"monitor.clinic.internal:{port}", "Origin": f"http://monitor.clinic.internal:{port}"}
         assert (await request(port, "/", ok))[0] == 200
+        for name in ("ward.internal", "[fd00::7]", "[fd00::8]"):  # an entry with a port or brackets, or neither
+            assert (await request(port, "/", {"Host": f"{name}:{port}"}))[0] == 200, name
         assert (await request(port, "/", {"Host": f"other.internal:{port}"}))[0] == 421
     finally:
         await server.close()
