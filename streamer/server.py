@@ -178,12 +178,20 @@ class FeedServer:
         elif path == "/enroll":
             await self._enroll_client(ws)
 
-    async def _feed_client(self, ws: ServerConnection) -> None:
-        query = parse_qs(urlsplit(ws.request.path).query)
+    async def _room(self, ws: ServerConnection, query: dict[str, list[str]], *,
+                    microphone: bool = False) -> Room | None:
+        """The room the connection asks for with ?room=, or None once it is closed with the reason."""
+        asked = _room_asked(query)
         try:
-            room = self.rooms.find(_room_asked(query))
+            return await self.rooms.for_microphone(asked) if microphone else self.rooms.find(asked)
         except RoomRefused as exc:
             await ws.close(exc.code, exc.reason[:120])
+            return None
+
+    async def _feed_client(self, ws: ServerConnection) -> None:
+        query = parse_qs(urlsplit(ws.request.path).query)
+        room = await self._room(ws, query)
+        if room is None:
             return
         log_ = room.log
         try:
@@ -234,10 +242,8 @@ class FeedServer:
             pass
 
     async def _mic_client(self, ws: ServerConnection) -> None:
-        try:
-            room = await self.rooms.for_microphone(_room_asked(parse_qs(urlsplit(ws.request.path).query)))
-        except RoomRefused as exc:
-            await ws.close(exc.code, exc.reason[:120])
+        room = await self._room(ws, parse_qs(urlsplit(ws.request.path).query), microphone=True)
+        if room is None:
             return
         browser = room.browser
         if browser is None:
@@ -260,10 +266,8 @@ class FeedServer:
     async def _enroll_client(self, ws: ServerConnection) -> None:
         """Collect one enrolment's audio, then answer `enrolled` or an `error`, and close."""
         query = parse_qs(urlsplit(ws.request.path).query)
-        try:
-            room = self.rooms.find(_room_asked(query))
-        except RoomRefused as exc:
-            await ws.close(exc.code, exc.reason[:120])
+        room = await self._room(ws, query)
+        if room is None:
             return
         enrolment = room.enrolment
         if enrolment is None:
