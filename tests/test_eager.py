@@ -62,10 +62,10 @@ def test_a_lasting_pause_publishes_the_eager_analysis_with_no_second_one(talk, s
             assert partial["seq"] < utterance["seq"] and partial["text"] == utterance["text"]
             assert partial["speaker"] == utterance["speaker"]
     assert [u["speaker"]["id"] if speakers else u["speaker"] for u in utterances] == (["S1"] * 3 if speakers else [None] * 3)
+    # Each utterance is the eager analysis (eager_used == 3, no second one), so no analysis time follows
+    # min_silence; how much sooner that is, is measured by bench/eager_bench.py, not asserted here.
     for utterance, (start, stop) in zip(utterances, truth):
         assert utterance["start"] <= start + 0.05 and utterance["end"] >= stop - 0.05
-        # published within the pause: about min_silence after the speech, not min_silence + analysis
-        assert utterance["latency_ms"]["end_to_message"] < 500 + 150
 
 
 def test_the_eager_path_publishes_exactly_what_the_plain_path_publishes(talk):
