@@ -3,7 +3,7 @@ ran on, and the command behind each table.
 
     .venv/bin/python -m bench.results [--only NAME,NAME] [--out bench/RESULTS.md]
 
-About 15 minutes on the 2-core CI machine. Each bench prints its own table against a baseline
+About 50 minutes on the 2-core CI machine (the eager and rooms benches run at their full size). Each bench prints its own table against a baseline
 from the same run; this runner only collects them. Figures taken while other work shared the
 machine are noisy: compare rows within one table, not across runs.
 """
@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> arguments of `python -m bench.NAME` in its quick mode
 BENCHES: dict[str, list[str]] = {
     "latency_bench": ["--per-bucket", "4"],
-    "eager_bench": ["--per-bucket", "6", "--seeds", "0"],
+    "eager_bench": ["--per-bucket", "24", "--seeds", "0,1"],  # issue 12's measure, not a quick one
     "replay_bench": ["--sentences", "12", "--repeats", "1"],
     "fanout_bench": ["--messages", "200"],
     "range_bench": ["--hours", "1"],
     "memory_bench": ["--minutes", "120"],
-    "archive_bench": ["--files", "3", "--sentences", "8"],
-    "rooms_bench": ["--rooms", "1,2,4", "--seconds", "30"],
+    "archive_bench": ["--files", "4", "--sentences", "12"],
+    "rooms_bench": ["--rooms", "1,2,4,8", "--seconds", "60"],  # issue 11's measure
     "speakers_bench": ["--turns", "8"],
     "prepare_bench": ["--clips", "500"],
     "train_bench": ["--per-class", "12", "--epochs", "2", "--fit-repeat", "1", "--skip", "text"],
