@@ -119,9 +119,9 @@ class Analyzer:
         """What `hello` shows: the ASR model in words, and each bundle role's kind or None."""
         return {"asr": self.whisper.describe(self.config.asr.short_window), **self.bundle.loaded()}
 
-    def _transcribe(self, audio: np.ndarray) -> Transcript:
+    def _transcribe(self, audio: np.ndarray, interim: bool = False) -> Transcript:
         if self.asr is not None:
-            return self.asr.transcribe(audio, self.config.asr.language, self.config.asr)
+            return self.asr.transcribe(audio, self.config.asr.language, self.config.asr, interim=interim)
         return transcribe(self.whisper, audio, self.config.asr.language, self.config.asr)
 
     def _predict(self, sample: Sample) -> tuple[Prediction, dict[str, float | None]]:
@@ -177,7 +177,7 @@ class Analyzer:
         if update.id != last_id or update.now - last_time >= PARTIAL_TEXT_INTERVAL_S:
             self._last_partial_text = (update.id, update.now)
             tail = update.audio_so_far[-int(PARTIAL_TEXT_S * SAMPLE_RATE) :]
-            text = self._transcribe(tail).text or None
+            text = self._transcribe(tail, interim=True).text or None
         if text is None and audio_emotion is None:
             return None
         return {

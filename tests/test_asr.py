@@ -254,7 +254,7 @@ def test_short_utterances_get_the_short_beam(whisper, monkeypatch):
     cfg = AsrConfig(beam_size=1, short_beam_size=5, short_beam_max_s=4.0)
     assert [beam_for(s, cfg) for s in (0.5, 3.99, 4.0, 12.0)] == [5, 5, 1, 1]
     assert beam_for(1.0, AsrConfig(beam_size=3, short_beam_size=0)) == 3  # short_beam_size 0 = beam_size everywhere
-    assert beam_for(1.0, AsrConfig()) == 5 and beam_for(6.0, AsrConfig()) == 1  # the defaults
+    assert [beam_for(s, AsrConfig()) for s in (1.0, 1.99, 2.0, 6.0)] == [5, 5, 1, 1]  # the defaults
     require_espeak()
     speech = trim(synthesize("Where are my keys?"))
     assert len(speech) < 3 * 16000
@@ -341,3 +341,48 @@ def test_a_batch_gives_each_utterance_what_it_would_get_alone(whisper):
             assert batched.avg_logprob == pytest.approx(alone.avg_logprob, abs=1e-3)
             assert batched.no_speech_prob == pytest.approx(alone.no_speech_prob, abs=1e-3)
     assert together[-1].text == "" and together[0].text
+
+
+@pytest.mark.slow
+def test_the_shared_queue_decodes_utterances_before_interim_text_and_drops_stale_interims(whisper, monkeypatch):
+    """Rooms share one BatchedAsr: another room's interim text must never hold up an utterance."""
+    import threading
+
+    from streamer import asr_queue
+
+    require_espeak()
+    cfg = AsrConfig()
+    long_clip = np.concatenate([trim(synthesize(s)) for s in SENTENCES[:3]])  # keeps the queue busy a while
+    clip = trim(synthesize(SENTENCES[0]))
+    shared = asr_queue.BatchedAsr(whisper)
+    finished: list[str] = []
+    results: dict[str, object] = {}
+
+    def ask(name: str, audio: np.ndarray, interim: bool) -> None:
+        results[name] = shared.transcribe(audio, "en", cfg, interim=interim)
+        finished.append(name)
+
+    try:
+        busy = threading.Thread(target=ask, args=("busy", long_clip, False))
+        busy.start()
+        time.sleep(0.1)  # the long one is being decoded; the next two wait in line, the interim first
+        interim = threading.Thread(target=ask, args=("interim", clip, True))
+        interim.start()
+        time.sleep(0.05)
+        final = threading.Thread(target=ask, args=("final", clip, False))
+        final.start()
+        for thread in (busy, interim, final):
+            thread.join(timeout=60)
+        assert finished == ["busy", "final", "interim"]
+        assert results["interim"].text == results["final"].text != ""  # it was only late, not changed
+
+        monkeypatch.setattr(asr_queue, "INTERIM_STALE_S", 0.0)
+        busy = threading.Thread(target=ask, args=("busy", long_clip, False))
+        busy.start()
+        time.sleep(0.1)
+        ask("stale", clip, True)  # waited behind the long one: the speech has moved on, no text
+        busy.join(timeout=60)
+        assert (results["stale"].text, results["stale"].filtered) == ("", "stale")
+        assert shared.stats.interim_skipped == 1
+    finally:
+        shared.close()
