@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -104,6 +104,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-bucket", type=int, default=24)
     parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--short-beam", type=int, help="asr.short_beam_size for the eager path (default: the config's)")
+    parser.add_argument("--short-beam-max-s", type=float, help="asr.short_beam_max_s (default: the config's)")
     args = parser.parse_args()
 
     from core.asr import load_whisper, transcribe
@@ -112,7 +114,8 @@ def main() -> int:
     from streamer.config import Config
 
     config = Config()
-    asr = config.asr.__class__(**{**config.asr.__dict__, "language": "en"})
+    chosen = {"short_beam_size": args.short_beam, "short_beam_max_s": args.short_beam_max_s}
+    asr = replace(config.asr, language="en", **{k: v for k, v in chosen.items() if v is not None})
     whisper = load_whisper(asr)
     bundle = load_bundle("default")
 
@@ -186,7 +189,8 @@ def main() -> int:
         return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
     print(f"eager end of utterance, {args.per_bucket} turns per bucket x seeds {args.seeds}; Whisper base "
-          f"{whisper.compute_type} {whisper.device}, 2 threads; end of speech (as the VAD heard it) -> result, ms")
+          f"{whisper.compute_type} {whisper.device}, 2 threads, beam {asr.beam_size} (eager: {asr.short_beam_size} under "
+          f"{asr.short_beam_max_s} s); end of speech (as the VAD heard it) -> result, ms")
     print("| bucket | n | utterance p50 / p95 | first partial p50 / p95 | baseline p50 / p95 | utterance p95 / baseline p95 "
           "| partial p95 / baseline p95 | WER eager | WER baseline |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -15,10 +15,11 @@ Short turns lose words to greedy decoding, not to the window's padding: the shor
 against the 30 s Whisper was trained on, the less sure the decoder is of its first words, and a
 greedy search that takes a wrong one early drops the rest (1-2 s utterances, 48 over two noise
 seeds, WER by window with beam 1 / beam 5: 8 s 0.220-0.253 / 0.132-0.143; 16 s 0.225-0.231 /
-0.110-0.121; 30 s 0.154-0.165 / 0.077-0.099; transcribe() with beam 1 0.176-0.187). A beam of 5
-under 4 s (asr.short_beam_size) gives 8 s windows a lower WER than transcribe() in every bucket
-(2-4 s: 0.079-0.088 against 0.102-0.106) for about 30 ms more per utterance, a quarter of
-transcribe()'s time (bench.latency_bench's main table shows it per bucket).
+0.110-0.121; 30 s 0.154-0.165 / 0.077-0.099; transcribe() with beam 1 0.176-0.187). So a beam
+of 5 under asr.short_beam_max_s = 2 s (asr.short_beam_size). From 2 s on, greedy decoding in an
+8 s window is already as good as transcribe() (conversational turns of bench.eager_bench, 48 over
+two seeds: 2-4 s WER 0.111 with beam 1, 0.095 with beam 5, transcribe() 0.116), and there the beam
+cost more than it gave: 2-4 s end of speech -> utterance p50 774 ms with beam 5, 544 ms with beam 1.
 
 Turns under 2 s as the VAD cuts them from a conversation (breaths inside turns, room noise; four
 noise seeds, 91 words each) still lost words in 8 s: WER 0.190-0.209 against transcribe()'s

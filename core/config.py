@@ -64,7 +64,7 @@ class AsrConfig:
     cpu_threads: int = setting(2, min=0, max=256)  # 0 = CTranslate2's default
     beam_size: int = setting(1, min=1, max=32)
     short_beam_size: int = setting(5, min=0, max=32)  # beam below short_beam_max_s; 0 = beam_size
-    short_beam_max_s: float = setting(4.0, min=0.0, max=30.0)
+    short_beam_max_s: float = setting(2.0, min=0.0, max=30.0)
     short_window: bool = True  # encode utterances in a short window instead of 30 s
     no_speech_threshold: float = setting(0.6, min=0.0, max=1.0)
     logprob_threshold: float = setting(-1.0, max=0.0)
