@@ -3,6 +3,8 @@ ran on, and the command behind each table.
 
     .venv/bin/python -m bench.results [--only NAME,NAME] [--out bench/RESULTS.md]
 
+With --only, the named sections of an existing file are replaced and the rest kept.
+
 About 50 minutes on the 2-core CI machine (the eager and rooms benches run at their full size). Each bench prints its own table against a baseline
 from the same run; this runner only collects them. Figures taken while other work shared the
 machine are noisy: compare rows within one table, not across runs.
@@ -56,6 +58,13 @@ def commit() -> str:
     return done.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
 
 
+def merged(previous: str, fresh: dict[str, str]) -> list[str]:
+    """The sections of an earlier RESULTS.md in their order, with those in `fresh` replaced (or added)."""
+    old = {part.split("\n", 1)[0]: "## " + part for part in previous.split("\n## ")[1:]}
+    sections = [fresh.pop(name, text) for name, text in old.items()]
+    return sections + list(fresh.values())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated bench names (default: all)")
@@ -71,10 +80,14 @@ def main() -> int:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         output = done.stdout.strip() if done.returncode == 0 else f"FAILED (exit {done.returncode}):\n{done.stderr[-2000:]}"
-        sections.append(f"## {name}\n\n`{shown}` ({seconds:.0f} s)\n\n{output}\n")
+        sections.append(f"## {name}\n\n`{shown}` ({seconds:.0f} s, {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, "
+                        f"commit {commit()})\n\n{output}\n")
     header = (f"# Benchmark results\n\nRegenerate with `.venv/bin/python -m bench.results`. "
-              f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, commit {commit()}, on {machine()}. "
-              "Each table compares against a baseline from its own run; the machine may have been shared.\n")
+              f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} on {machine()}; each section says when and on "
+              "which commit it ran. Each table compares against a baseline from its own run; the machine may have "
+              "been shared.\n")
+    if args.only and args.out.exists():  # rerun some: keep the others' sections, each says its own commit
+        sections = merged(args.out.read_text(encoding="utf-8"), dict(zip(names, sections)))
     args.out.write_text(header + "\n" + "\n".join(sections), encoding="utf-8")
     print(f"results: wrote {args.out}", file=sys.stderr)
     return 0
