@@ -11,7 +11,7 @@ and the one analysis thread of a session is replayed over the audio clock, as li
 drive it: an eager analysis starts when its eager end is heard (if the thread is free of finished
 utterances), a finished utterance is published when its cut is heard and its analysis is done.
 
-- eager: the daemon as configured (short window, beam 5 under 4 s, eager_silence_ms 200);
+- eager: the daemon as configured (short window, beam 5 under 2 s, eager_silence_ms 150);
   `first partial` is when the full text is first shown (the eager partial, or the utterance);
 - baseline: "min_silence + transcribe() + emotion" for the same cuts: each analysed when cut, by
   faster-whisper's transcribe() (beam 1), on an idle machine (no queueing behind other utterances);

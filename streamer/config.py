@@ -53,10 +53,10 @@ class VadConfig:
 
     threshold: float = setting(0.5, above=0.0, max=0.99)
     min_silence_ms: int = setting(500, min=0, max=10_000)  # silence that ends an utterance
-    speech_pad_ms: int = setting(200, min=0, max=2000)  # audio kept before and after speech
+    speech_pad_ms: int = setting(150, min=0, max=2000)  # audio kept before and after speech (150: see eager_silence_ms)
     min_speech_ms: int = setting(250, min=0, max=10_000)  # shorter bursts are noise, not utterances
     max_utterance_s: float = setting(15.0, min=MIN_UTTERANCE_S, max=30.0)  # long speech is cut here
-    eager_silence_ms: int = setting(200, min=0, max=10_000)  # start analysing after this much silence; 0 = off
+    eager_silence_ms: int = setting(150, min=0, max=10_000)  # start analysing after this much silence; 0 = off (config.toml: why 150)
 
     def __post_init__(self) -> None:
         if self.eager_silence_ms and not self.speech_pad_ms <= self.eager_silence_ms < self.min_silence_ms:

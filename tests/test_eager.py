@@ -44,7 +44,7 @@ def messages(log: feed.SessionLog, type_: str) -> list[dict]:
 def test_a_lasting_pause_publishes_the_eager_analysis_with_no_second_one(talk, speakers):
     path, truth = talk
     analyzer = ControlledAnalyzer(delay_s=0.05)
-    session, log = live_session(path, analyzer, 200, speakers)
+    session, log = live_session(path, analyzer, 150, speakers)
     assert asyncio.run(session.run()) == "source ended"
     utterances = messages(log, "utterance")
     assert [u["utterance_id"] for u in utterances] == [1, 2, 3]  # a breath inside a turn never cut it
@@ -76,13 +76,13 @@ def test_the_eager_path_publishes_exactly_what_the_plain_path_publishes(talk):
     config = override(Config(), {"asr.language": "en"})
     _segmenter, analyzer = load_pipeline(config)
     runs = {}
-    for eager_ms in (200, 0):
+    for eager_ms in (150, 0):
         session, log = live_session(path, analyzer.sibling(), eager_ms)
         session.config = override(session.config, {"asr.language": "en"})
         asyncio.run(session.run())
         runs[eager_ms] = [{k: v for k, v in m.items() if k not in ("seq", "t", "session", "latency_ms")}
                           for m in messages(log, "utterance")]
-    assert len(runs[0]) == 3 and runs[200] == runs[0], json.dumps(runs, indent=1)[:3000]
+    assert len(runs[0]) == 3 and runs[150] == runs[0], json.dumps(runs, indent=1)[:3000]
     assert all(u["text"] for u in runs[0])
 
 
