@@ -11,7 +11,8 @@ and the one analysis thread of a session is replayed over the audio clock, as li
 drive it: an eager analysis starts when its eager end is heard (if the thread is free of finished
 utterances), a finished utterance is published when its cut is heard and its analysis is done.
 
-- eager: the daemon as configured (short window, beam 5 under 2 s, eager_silence_ms 150);
+- eager: the daemon as configured (short window, beam 5 under 2 s, eager_silence_ms 150, the decoder
+  on asr.decoder_threads = 1; `--decoder-threads 0` decodes on the encoder's two threads, as before);
   `first partial` is when the full text is first shown (the eager partial, or the utterance);
 - baseline: "min_silence + transcribe() + emotion" for the same cuts: each analysed when cut, by
   faster-whisper's transcribe() (beam 1), on an idle machine (no queueing behind other utterances);
@@ -106,6 +107,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--short-beam", type=int, help="asr.short_beam_size for the eager path (default: the config's)")
     parser.add_argument("--short-beam-max-s", type=float, help="asr.short_beam_max_s (default: the config's)")
+    parser.add_argument("--decoder-threads", type=int, help="asr.decoder_threads (default: the config's)")
     args = parser.parse_args()
 
     from core.asr import load_whisper, transcribe
@@ -114,7 +116,8 @@ def main() -> int:
     from streamer.config import Config
 
     config = Config()
-    chosen = {"short_beam_size": args.short_beam, "short_beam_max_s": args.short_beam_max_s}
+    chosen = {"short_beam_size": args.short_beam, "short_beam_max_s": args.short_beam_max_s,
+              "decoder_threads": args.decoder_threads}
     asr = replace(config.asr, language="en", **{k: v for k, v in chosen.items() if v is not None})
     whisper = load_whisper(asr)
     bundle = load_bundle("default")
@@ -189,7 +192,7 @@ def main() -> int:
         return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
     print(f"eager end of utterance, {args.per_bucket} turns per bucket x seeds {args.seeds}; Whisper base "
-          f"{whisper.compute_type} {whisper.device}, 2 threads, beam {asr.beam_size} (eager: {asr.short_beam_size} under "
+          f"{whisper.compute_type} {whisper.device}, {asr.cpu_threads} threads (decoder {asr.decoder_threads or asr.cpu_threads}), beam {asr.beam_size} (eager: {asr.short_beam_size} under "
           f"{asr.short_beam_max_s} s); end of speech (as the VAD heard it) -> result, ms")
     print("| bucket | n | utterance p50 / p95 | first partial p50 / p95 | baseline p50 / p95 | utterance p95 / baseline p95 "
           "| partial p95 / baseline p95 | WER eager | WER baseline |")

@@ -295,10 +295,10 @@ def window_sweep(threads: int, seed: int) -> int:
                 max_length, suppress = asr._limits(model, tokenizer, plan, len(prompt))
                 for padding, features in inputs.items():
                     output = model.encode(features)
-                    decoded = asr._assess(asr._generate(model, output, [prompt], 1, max_length, suppress)[0], tokenizer,
+                    decoded = asr._assess(asr._generate(whisper, output, [prompt], 1, max_length, suppress)[0], tokenizer,
                                           len(prompt), max_length)
                     if asr._needs_more(decoded, plan, cfg):
-                        decoded = asr._settle(model, output, prompt, tokenizer, cfg, plan, decoded)
+                        decoded = asr._settle(whisper, output, prompt, tokenizer, cfg, plan, decoded)
                     tokens = decoded.result.sequences_ids[0]
                     add(f"{window:g}/{padding}", text, " ".join(s.text for s in asr._segments(model, tokenizer, tokens, duration)))
         length = np.mean([len(a) / SR for _, a in utterances])

@@ -34,6 +34,17 @@ room to close the segment, it repeated the last phrase until the token budget, a
 repetition check re-decoded it at all six temperatures (4.0 s; the same audio in a 12 s window,
 one decode in 0.6 s). MIN_TAIL_S of window after the audio keeps that from happening.
 
+Decoding runs on a copy of the model of its own with asr.decoder_threads = 1 (on a CPU). Each
+decoding step is a few matrix-vector products per beam, too small to share between threads: on
+this project's 2-core machine the same beam-5 decode of a 1-2 s utterance in a 16 s window took
+302 ms on two threads and 105 ms on one, eight greedy decodes in one batch 324 against 230 ms
+(eight beam-5 ones 611 against 622), while the encoder, a few large products per layer, is
+faster on two (16 s window 119 against 215 ms; 30 s 453 against 753). Transcribing (10 sentences
+x 3 rounds, p50): 1-2 s utterances 463 ms with one model on two threads, 369 ms on one thread,
+330 ms with the encoder on two and the decoder on one; 2-4 s 254 / 154 / 175 ms; 4-8 s 345 / 173
+/ 182 ms, the same words every time. The copy costs ~125 MB. (`python -m bench.eager_bench
+--decoder-threads 0` measures the daemon without it.)
+
 Decoding keeps timestamp tokens (faster-whisper's default) rather than `<|notimestamps|>`: in a
 window only a little longer than the speech, a decoder without timestamps often does not know
 the speech has ended and repeats the sentence ("Where are my keys? Where are my keys? ..."); with
@@ -167,13 +178,22 @@ def _rounded(value: float | None) -> float | None:
 
 @dataclass
 class Whisper:
-    """A loaded faster-whisper model and what it is, for the feed's `hello` message."""
+    """A loaded faster-whisper model and what it is, for the feed's `hello` message.
+
+    `decoder` runs the decoding (CTranslate2's `generate`, `detect_language`): on a CPU, a second
+    copy of the model with asr.decoder_threads threads, because a decoding step is a few small
+    matrix products per token that threads only slow down (module docstring); else `model.model`."""
 
     model: "WhisperModel"
     name: str
     device: str
     compute_type: str
+    decoder: Any = None
     _tokenizers: dict[str, "Tokenizer"] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.decoder is None:
+            self.decoder = self.model.model
 
     def describe(self, short_window: bool) -> str:
         window = "short window" if short_window else "30 s window"
@@ -268,6 +288,7 @@ def load_whisper(cfg: AsrConfig) -> Whisper:
         _check_json_files(Path(path))
     try:
         model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cfg.cpu_threads)
+        decoder = _cpu_decoder(path, device, compute_type, cfg)
     except (RuntimeError, ValueError) as exc:
         raise UserError(
             f"cannot load Whisper model {path} on {device} with compute type {compute_type}: {exc}; "
@@ -276,7 +297,16 @@ def load_whisper(cfg: AsrConfig) -> Whisper:
     except Exception as exc:  # the tokenizers library raises a bare Exception for a damaged tokenizer
         raise UserError(f"cannot load Whisper model {path} ({type(exc).__name__}: {exc}); a file in it is damaged: "
                         "copy or download the model again (asr.model)") from None
-    return Whisper(model=model, name=name, device=device, compute_type=compute_type)
+    return Whisper(model=model, name=name, device=device, compute_type=compute_type, decoder=decoder)
+
+
+def _cpu_decoder(path: str, device: str, compute_type: str, cfg: AsrConfig) -> Any:
+    """The decoder's own copy of the model with asr.decoder_threads threads, or None for the one model."""
+    if device != "cpu" or cfg.decoder_threads in (0, cfg.cpu_threads):
+        return None
+    import ctranslate2
+
+    return ctranslate2.models.Whisper(path, device="cpu", compute_type=compute_type, intra_threads=cfg.decoder_threads)
 
 
 def _check_json_files(folder: Path) -> None:
@@ -404,10 +434,11 @@ def _limits(model: "WhisperModel", tokenizer: "Tokenizer", plan: DecodePlan, pro
     return max_length, sorted({*get_suppressed_tokens(tokenizer, [-1]), *beyond_audio})
 
 
-def _generate(model: "WhisperModel", encoder_output: Any, prompts: list[list[int]], beam: int, max_length: int,
+def _generate(whisper: Whisper, encoder_output: Any, prompts: list[list[int]], beam: int, max_length: int,
               suppress: list[int], temperature: float = 0.0) -> list[Any]:
+    model = whisper.model
     sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
-    return model.model.generate(
+    return whisper.decoder.generate(
         encoder_output,
         prompts,
         beam_size=beam if temperature == 0 else 1,
@@ -444,7 +475,7 @@ def _needs_more(first: _Decoded, plan: DecodePlan, cfg: AsrConfig) -> bool:
     return (plan.beam > 1 and no_speech) or (first.repetitive and not no_speech)
 
 
-def _settle(model: "WhisperModel", encoder_output: Any, prompt: list[int], tokenizer: "Tokenizer", cfg: AsrConfig,
+def _settle(whisper: Whisper, encoder_output: Any, prompt: list[int], tokenizer: "Tokenizer", cfg: AsrConfig,
             plan: DecodePlan, first: _Decoded) -> _Decoded:
     """Finish one utterance whose first decode (temperature 0, the plan's beam) was `first`, where
     `_needs_more` says so. `encoder_output` is this utterance's alone.
@@ -460,13 +491,13 @@ def _settle(model: "WhisperModel", encoder_output: Any, prompt: list[int], token
 
     The best result wins: no runaway loop (repetitive and cut off by the token budget, which real
     speech, even a sentence said four times, does not reach), not repetitive, most probable."""
-    max_length, suppress = _limits(model, tokenizer, plan, len(prompt))
+    max_length, suppress = _limits(whisper.model, tokenizer, plan, len(prompt))
     if plan.beam > 1 and first.result.no_speech_prob > cfg.no_speech_threshold:
-        first = _assess(_generate(model, encoder_output, [prompt], 1, max_length, suppress)[0], tokenizer, len(prompt), max_length)
+        first = _assess(_generate(whisper, encoder_output, [prompt], 1, max_length, suppress)[0], tokenizer, len(prompt), max_length)
     candidates = [first]
     if first.repetitive and first.result.no_speech_prob <= cfg.no_speech_threshold:
         for temperature in TEMPERATURES[1:]:
-            result = _generate(model, encoder_output, [prompt], 1, max_length, suppress, temperature)[0]
+            result = _generate(whisper, encoder_output, [prompt], 1, max_length, suppress, temperature)[0]
             candidates.append(_assess(result, tokenizer, len(prompt), max_length))
             if not candidates[-1].repetitive or result.no_speech_prob > cfg.no_speech_threshold:
                 break
@@ -482,18 +513,18 @@ def _decode_group(whisper: Whisper, plan: DecodePlan, items: list[tuple[np.ndarr
     encoder_output = model.encode(features)
     languages = [language for _, language, _ in items]
     if any(language is None for language in languages):
-        detected = model.model.detect_language(encoder_output)
+        detected = whisper.decoder.detect_language(encoder_output)
         languages = [language or detected[i][0][0][2:-2] for i, language in enumerate(languages)]
     tokenizers = [whisper.tokenizer(language) for language in languages]
     prompts = [model.get_prompt(tokenizer, [], without_timestamps=False) for tokenizer in tokenizers]
     max_length, suppress = _limits(model, tokenizers[0], plan, len(prompts[0]))  # the same for every language
-    firsts = _generate(model, encoder_output, prompts, plan.beam, max_length, suppress)
+    firsts = _generate(whisper, encoder_output, prompts, plan.beam, max_length, suppress)
     transcripts = []
     for i, ((audio, _language, cfg), tokenizer, prompt, result) in enumerate(zip(items, tokenizers, prompts, firsts)):
         decoded = _assess(result, tokenizer, len(prompt), max_length)
         if _needs_more(decoded, plan, cfg):  # rare: its own encoder output for the decodes it needs alone
             own = model.encode(features[i : i + 1]) if len(items) > 1 else encoder_output
-            decoded = _settle(model, own, prompt, tokenizer, cfg, plan, decoded)
+            decoded = _settle(whisper, own, prompt, tokenizer, cfg, plan, decoded)
         duration = len(audio) / SAMPLE_RATE
         segments = _segments(model, tokenizer, decoded.result.sequences_ids[0], duration)
         text = " ".join(s.text for s in segments)

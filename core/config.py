@@ -62,6 +62,7 @@ class AsrConfig:
     device: str = setting("auto", choices=("auto", "cpu", "cuda"))
     compute_type: str = "auto"  # auto = int8 on CPU, float16 on CUDA
     cpu_threads: int = setting(2, min=0, max=256)  # 0 = CTranslate2's default
+    decoder_threads: int = setting(1, min=0, max=256)  # CPU threads of the decoder; 0 = cpu_threads, one model
     beam_size: int = setting(1, min=1, max=32)
     short_beam_size: int = setting(5, min=0, max=32)  # beam below short_beam_max_s; 0 = beam_size
     short_beam_max_s: float = setting(2.0, min=0.0, max=30.0)

@@ -247,6 +247,24 @@ def test_short_window_agrees_with_the_30_second_window(whisper, english):
         assert word_error_rate(b, a) <= 0.25, (a, b)
 
 
+@pytest.mark.slow
+def test_the_decoder_runs_on_a_copy_of_its_own_with_its_own_threads_and_hears_the_same(whisper, english):
+    """asr.decoder_threads: on a CPU a second CTranslate2 model decodes (1 thread by default), and
+    it gives the words the one model gives; 0, or the encoder's thread count, keeps one model."""
+    assert whisper.decoder is not whisper.model.model
+    assert whisper.decoder.device == "cpu" and whisper.decoder.compute_type == whisper.model.model.compute_type
+    one = load_whisper(AsrConfig(cpu_threads=2, decoder_threads=0))
+    assert one.decoder is one.model.model
+    same = load_whisper(AsrConfig(cpu_threads=1, decoder_threads=1))
+    assert same.decoder is same.model.model
+    cfg = AsrConfig()
+    short = trim(synthesize("Where are my keys?"))  # under 2 s: beam 5
+    for audio in (short, *(a for _t, a in english)):
+        for language in ("en", None):  # None: detected by the decoder
+            ours, theirs = transcribe(whisper, audio, language, cfg), transcribe(one, audio, language, cfg)
+            assert (ours.text, ours.language) == (theirs.text, theirs.language) and ours.text
+
+
 def test_short_utterances_get_the_short_beam(whisper, monkeypatch):
     """asr.short_beam_size applies below asr.short_beam_max_s, asr.beam_size from there on; a
     real short-window call records the beam it hands CTranslate2 (retries at temperature > 0 are
@@ -270,8 +288,8 @@ def test_short_utterances_get_the_short_beam(whisper, monkeypatch):
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-    recorder = Recorder(whisper.model.model)
-    monkeypatch.setattr(whisper.model, "model", recorder)
+    recorder = Recorder(whisper.decoder)
+    monkeypatch.setattr(whisper, "decoder", recorder)
     for audio, beam in ((speech, 5), (np.pad(speech, (0, 5 * 16000 - len(speech))), 1)):
         recorder.beams.clear()
         result = transcribe(whisper, audio, "en", cfg)
