@@ -41,7 +41,7 @@ from core.asr import transcribe
 from streamer import feed, recorder, replay, sources
 from streamer import run as run_command
 from streamer.config import Config, override
-from streamer.rooms import Rooms
+from streamer.rooms import DEFAULT_ROOM, Rooms
 from streamer.segmenter import Segmenter, Utterance
 from streamer.server import FeedServer
 from streamer.session import Session
@@ -145,7 +145,8 @@ async def replay_run(config: Config, messages: list[dict[str, Any]]) -> dict[str
     while server.clients == 0:
         await asyncio.sleep(0.01)
     wall, cpu = time.perf_counter(), cpu_s()
-    await replay.publish(log, messages, None, messages[-1]["t"])
+    await replay.publish(log, messages, None, messages[-1]["t"], lambda: server.backlog(DEFAULT_ROOM),
+                          config.server.client_queue)
     await reader
     result = {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_s() - cpu, "messages": counted[0]}
     await server.close()

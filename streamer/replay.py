@@ -13,17 +13,18 @@ import asyncio
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.audio import SAMPLE_RATE
 from core.errors import UserError
 from core.labels import LABELS
 from streamer import feed, recorder
 from streamer.config import Config, load_config, override
-from streamer.rooms import Rooms
+from streamer.rooms import DEFAULT_ROOM, Rooms
 from streamer.server import FeedServer, stop_on_signals
 
-FAST_BATCH = 200  # messages published between yields to the event loop with --fast
+FAST_BATCH = 200  # most messages published between yields to the event loop with --fast
+FAST_WAIT_S = 2.0  # how long --fast waits for a client to take a batch before going on without it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,15 +59,26 @@ def hello_for(meta: dict[str, Any], started: datetime) -> dict[str, Any]:
                            started, replay=True)
 
 
-async def publish(log: feed.SessionLog, messages: list[dict[str, Any]], speed: float | None, duration: float) -> None:
+async def publish(log: feed.SessionLog, messages: list[dict[str, Any]], speed: float | None, duration: float,
+                  backlog: Callable[[], int] = lambda: 0, client_queue: int = 2 * FAST_BATCH) -> None:
     """Append the recorded messages to `log` at `speed` times their pace (None = at once); a
-    recording without its `session_end` gets one, `duration` being the audio that survived."""
+    recording without its `session_end` gets one, `duration` being the audio that survived.
+
+    At once means at the pace of the slowest reader: a replay has no clock to keep, so it publishes
+    in batches of at most half of server.client_queue and, before each, waits until every client
+    (`backlog`: the messages the furthest-behind one lacks) lacks at most another half, rather than
+    have the server drop a dashboard that reads a little slower than a loop can publish. A client
+    that takes nothing for FAST_WAIT_S is left behind and dropped as in a live session."""
     loop = asyncio.get_running_loop()
     start = loop.time()
+    batch = max(min(FAST_BATCH, client_queue // 2), 1)
     for i, message in enumerate(messages):
         if speed is None:
-            if i % FAST_BATCH == 0:
+            if i % batch == 0:
                 await asyncio.sleep(0)
+                give_up = loop.time() + FAST_WAIT_S
+                while backlog() > client_queue - batch and loop.time() < give_up:
+                    await asyncio.sleep(0.005)
         else:
             delay = start + float(message.get("t", 0.0)) / speed - loop.time()
             if delay > 0:
@@ -95,7 +107,8 @@ async def replay(folder: Path, config: Config, speed: float | None, exit_at_end:
     stop = stop_on_signals()
     audio = folder / "audio.wav"
     duration = len(recorder.pcm16(audio)) / SAMPLE_RATE if audio.is_file() else 0.0
-    publishing = asyncio.create_task(publish(log, messages, speed, duration))
+    publishing = asyncio.create_task(publish(log, messages, speed, duration, lambda: server.backlog(DEFAULT_ROOM),
+                                             config.server.client_queue))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({publishing, stopping}, return_when=asyncio.FIRST_COMPLETED)
     publishing.cancel()

@@ -121,6 +121,16 @@ class FeedServer:
     def clients_of(self, room: str) -> int:
         return len(self._clients.get(room, {}))
 
+    def backlog(self, room: str) -> int:
+        """Messages the furthest-behind feed client of `room` has not received (0 with no clients)."""
+        head = self.rooms.find(room).log.head
+        behind = [0]
+        for ws, (sub, _wake) in self._clients.get(room, {}).items():
+            if not sub.dropped:
+                sub.acknowledged(_unacknowledged_bytes(ws))
+                behind.append(sub.pending(head))
+        return max(behind)
+
     @property
     def port(self) -> int:
         assert self._server is not None, "start() first"

@@ -12,10 +12,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from core.errors import UserError
-from streamer import feed, ranges, recorder
+from streamer import feed, ranges, recorder, replay
 from streamer.access import check_exposure
 from streamer.config import ServerConfig
-from streamer.rooms import Rooms
+from streamer.rooms import DEFAULT_ROOM, Rooms
 from streamer.server import FeedServer
 
 HELLO = {"schema": 1, "labels": ["angry", "happiness", "neutral", "sadness"], "models": {}, "language": "en",
@@ -192,6 +192,48 @@ def frames(data: bytes) -> list[tuple[int, bytes]]:
         out.append((opcode, data[pos + head : pos + head + size]))
         pos += head + size
     return out
+
+
+@pytest.mark.asyncio
+async def test_a_fast_replay_waits_for_a_slow_reader_and_leaves_one_that_reads_nothing(tmp_path, monkeypatch):
+    """`replay --fast` publishes no faster than its slowest client reads: a dashboard that reads a
+    little slower than a loop can publish gets every message (it used to be dropped at
+    server.client_queue), while a client that reads nothing is dropped and the replay finishes."""
+    limit = 64
+    monkeypatch.setattr(replay, "FAST_WAIT_S", 0.5)
+    server, log = await serving(tmp_path, client_queue=limit)
+    port = server.port
+    recorded = [{"type": "status", "session": "s-test", "seq": i + 1, "t": round(i * 0.01, 2), "pad": "x" * 200}
+                for i in range(3000)]
+    received: list[int] = []
+
+    async def slow_dashboard() -> None:
+        async with connect(f"ws://127.0.0.1:{port}/ws?since=0", max_size=None) as ws:
+            async for frame in ws:
+                message = json.loads(frame)
+                if message["type"] != "hello":
+                    received.append(message["seq"])
+                if len(received) % 20 == 0:
+                    await asyncio.sleep(0.002)  # a browser rendering as it reads
+                if message["type"] == "session_end":
+                    return
+
+    try:
+        deaf = socket.socket()
+        deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        deaf.connect(("127.0.0.1", port))
+        deaf.sendall(("GET /ws HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in
+                      {"Host": f"127.0.0.1:{port}", **UPGRADE}.items()) + "\r\n").encode())
+        reader = asyncio.create_task(slow_dashboard())
+        while server.clients < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(replay.publish(log, recorded, None, 30.0, lambda: server.backlog(DEFAULT_ROOM), limit), 60)
+        await asyncio.wait_for(reader, 30)
+        assert received == list(range(1, len(recorded) + 2))  # every message and the session_end, in order
+        assert server.dropped_clients == 1  # the deaf one
+        deaf.close()
+    finally:
+        await server.close()
 
 
 @pytest.mark.asyncio
