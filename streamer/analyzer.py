@@ -15,7 +15,7 @@ reason is counted in `filtered`, so the status line can show how much was droppe
 
 Partial results: the voice's emotion so far when the bundle has an audio model, and interim text
 from the last PARTIAL_TEXT_S seconds of speech: a short-window transcription, measured at
-0.35-0.48 s on two shared cores (bench/latency_bench.py), so at most once per
+0.19-0.32 s for the last 2-8 s on two shared cores (bench/latency_bench.py), so at most once per
 PARTIAL_TEXT_INTERVAL_S per utterance: about a fifth of the CPU while someone speaks, and the
 finished utterance, which comes at least vad.min_silence_ms after the last partial, rarely waits.
 """
