@@ -194,6 +194,16 @@ def frames(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
+def unread_feed_client(port: int) -> socket.socket:
+    """A feed client that upgrades to /ws and then reads nothing, with a tiny receive buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(("GET /ws HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in
+                  {"Host": f"127.0.0.1:{port}", **UPGRADE}.items()) + "\r\n").encode())
+    return sock
+
+
 @pytest.mark.asyncio
 async def test_a_fast_replay_waits_for_a_slow_reader_and_leaves_one_that_reads_nothing(tmp_path, monkeypatch):
     """`replay --fast` publishes no faster than its slowest client reads: a dashboard that reads a
@@ -219,11 +229,7 @@ async def test_a_fast_replay_waits_for_a_slow_reader_and_leaves_one_that_reads_n
                     return
 
     try:
-        deaf = socket.socket()
-        deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        deaf.connect(("127.0.0.1", port))
-        deaf.sendall(("GET /ws HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in
-                      {"Host": f"127.0.0.1:{port}", **UPGRADE}.items()) + "\r\n").encode())
+        deaf = unread_feed_client(port)
         reader = asyncio.create_task(slow_dashboard())
         while server.clients < 2:
             await asyncio.sleep(0.01)
@@ -242,11 +248,7 @@ async def test_a_client_that_never_reads_is_dropped_at_its_queue_with_1008_and_a
     server, log = await serving(tmp_path, client_queue=limit)
     port = server.port
     try:
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.connect(("127.0.0.1", port))
-        slow.sendall(("GET /ws HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in
-                      {"Host": f"127.0.0.1:{port}", **UPGRADE}.items()) + "\r\n").encode())
+        slow = unread_feed_client(port)
         while server.clients < 1:
             await asyncio.sleep(0.01)
         published = 0
