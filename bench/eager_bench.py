@@ -1,7 +1,7 @@
 """End of speech -> result with the eager end of utterance, on conversational speech with breaths inside
 turns, against the baseline "min_silence + transcribe() + emotion" on the same utterances.
 
-    .venv/bin/python -m bench.eager_bench [--per-bucket 24] [--seeds 0,1]
+    .venv/bin/python -m bench.eager_bench [--per-bucket 24] [--seeds 0,1] [--speakers]
 
 Conversations of espeak-ng English turns in room noise: 1-2 s turns, 2-4 s turns, and 4-8 s turns
 of two sentences with a 200-600 ms pause between them (a breath, which the eager end guesses
@@ -10,10 +10,15 @@ analysis the daemon would run is really run and timed (Whisper base int8, the de
 and the one analysis thread of a session is replayed over the audio clock, as live input would
 drive it: an eager analysis starts when its eager end is heard (if the thread is free of finished
 utterances), a finished utterance is published when its cut is heard and its analysis is done.
+"Heard" is when the VAD thread has the event: each 32 ms block is ready at its audio time and
+takes the wall time its push took there.
 
-- eager: the daemon as configured (short window, beam 5 under 2 s, eager_silence_ms 150, the decoder
+- eager: the daemon's ASR and emotion as configured (short window, beam 5 under 2 s, eager_silence_ms 150, the decoder
   on asr.decoder_threads = 1; `--decoder-threads 0` decodes on the encoder's two threads, as before);
   `first partial` is when the full text is first shown (the eager partial, or the utterance);
+- --speakers: both paths with the speaker stage the daemon runs by default (speakers.max_speakers 2,
+  no voiceprints) on the VAD thread: the eager path embeds at the eager end (its utterance reuses
+  that), the baseline at the cut; without it neither path has the stage (the issue's measure);
 - baseline: "min_silence + transcribe() + emotion" for the same cuts: each analysed when cut, by
   faster-whisper's transcribe() (beam 1), on an idle machine (no queueing behind other utterances);
 - WER per bucket is over turns (a turn the VAD split in two is compared as a whole).
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 
@@ -72,17 +78,22 @@ def conversation(rng: np.random.Generator, per_bucket: int) -> tuple[np.ndarray,
     return audio + (rng.standard_normal(len(audio)) * 10 ** (-60 / 20)).astype(np.float32), spans
 
 
-def cut(audio: np.ndarray, spans) -> tuple[list[Cut], list[tuple[object, float]]]:
-    """The utterances (with the eager end that came true) and every eager end heard."""
-    from streamer.config import VadConfig
-    from streamer.segmenter import EagerEnd, Segmenter, Utterance
+def cut(audio: np.ndarray, spans, config, encoder=None) -> tuple[list[Cut], list[tuple[object, float]]]:
+    """The utterances (with the eager end that came true) and every eager end heard, by the
+    daemon's segmenter for `config` (with its speaker stage when speakers are on)."""
+    from streamer.run import make_segmenter
+    from streamer.segmenter import EagerEnd, Utterance
 
-    segmenter = Segmenter(VadConfig())
+    segmenter = make_segmenter(config, encoder)
     eager: list[tuple[object, float]] = []
     cuts: list[Cut] = []
+    free = 0.0  # when the VAD thread is done with the blocks so far
     for begin in range(0, len(audio), BLOCK):
-        for event in segmenter.push(audio[begin : begin + BLOCK]):
-            heard = segmenter.position
+        started = time.perf_counter()
+        events = segmenter.push(audio[begin : begin + BLOCK])
+        free = max((begin + BLOCK) / SR, free) + time.perf_counter() - started
+        for event in events:
+            heard = free
             if isinstance(event, EagerEnd):
                 eager.append((event.utterance, heard))
             elif isinstance(event, Utterance):
@@ -108,6 +119,7 @@ def main() -> int:
     parser.add_argument("--short-beam", type=int, help="asr.short_beam_size for the eager path (default: the config's)")
     parser.add_argument("--short-beam-max-s", type=float, help="asr.short_beam_max_s (default: the config's)")
     parser.add_argument("--decoder-threads", type=int, help="asr.decoder_threads (default: the config's)")
+    parser.add_argument("--speakers", action="store_true", help="both paths with the default speaker stage (module docstring)")
     args = parser.parse_args()
 
     from core.asr import load_whisper, transcribe
@@ -116,6 +128,16 @@ def main() -> int:
     from streamer.config import Config
 
     config = Config()
+    encoder = None
+    if args.speakers:
+        from core.speakers import SpeakerEncoder
+
+        empty = tempfile.mkdtemp(prefix="no-voiceprints-")  # the bench's voice is nobody enrolled
+        config = replace(config, speakers=replace(config.speakers, voiceprints=empty))
+        encoder = SpeakerEncoder(config.speakers.device)
+    else:
+        config = replace(config, speakers=replace(config.speakers, max_speakers=0))
+    plain = replace(config, vad=replace(config.vad, eager_silence_ms=0))
     chosen = {"short_beam_size": args.short_beam, "short_beam_max_s": args.short_beam_max_s,
               "decoder_threads": args.decoder_threads}
     asr = replace(config.asr, language="en", **{k: v for k, v in chosen.items() if v is not None})
@@ -145,8 +167,8 @@ def main() -> int:
     for seed in [int(s) for s in args.seeds.split(",")]:
         rng = np.random.default_rng(seed)
         audio, spans = conversation(rng, args.per_bucket)
-        cuts, eager = cut(audio, spans)
-        texts, jobs, base_seconds, heard = {}, [], {}, {}
+        cuts, eager = cut(audio, spans, config, encoder)
+        texts, jobs, heard = {}, [], {}
         for index, (utterance, at) in enumerate(eager):  # speculations: real analyses, timed
             key = f"e{index}"
             texts[key], seconds = analyse(utterance.audio)
@@ -163,9 +185,13 @@ def main() -> int:
                 texts[key], seconds = analyse(c.utterance.audio)
                 work["all"] += seconds
                 jobs.append((c.cut_at, seconds, key))
-            texts[f"b{index}"], base_seconds[index] = baseline(c.utterance.audio)
         done = replay(jobs)
         by_turn: dict[int, dict[str, list[str]]] = {}
+        for c in cut(audio, spans, plain, encoder)[0]:  # the baseline: the same cuts, heard without the eager end
+            text, seconds = baseline(c.utterance.audio)
+            by_turn.setdefault(c.turn, {"eager": [], "base": []})["base"].append(text)
+            if c.utterance.speech_end is not None:  # the first part of a turn split at a voice change has none
+                rows[spans[c.turn][0]]["base"].append(c.cut_at + seconds - c.utterance.speech_end)
         for index, c in enumerate(cuts):
             bucket = spans[c.turn][0]
             end = c.utterance.speech_end
@@ -176,12 +202,10 @@ def main() -> int:
             else:
                 key = f"u{index}"
                 published = partial = done[key]
-            rows[bucket]["eager"].append(published - end)
-            rows[bucket]["partial"].append(partial - end)
-            rows[bucket]["base"].append(c.cut_at + base_seconds[index] - end)
-            turn = by_turn.setdefault(c.turn, {"eager": [], "base": []})
-            turn["eager"].append(texts[key])
-            turn["base"].append(texts[f"b{index}"])
+            by_turn.setdefault(c.turn, {"eager": [], "base": []})["eager"].append(texts[key])
+            if end is not None:
+                rows[bucket]["eager"].append(published - end)
+                rows[bucket]["partial"].append(partial - end)
         for turn, heard_texts in by_turn.items():
             bucket, text = spans[turn][0], spans[turn][1]
             for path in ("eager", "base"):
@@ -193,7 +217,7 @@ def main() -> int:
 
     print(f"eager end of utterance, {args.per_bucket} turns per bucket x seeds {args.seeds}; Whisper base "
           f"{whisper.compute_type} {whisper.device}, {asr.cpu_threads} threads (decoder {asr.decoder_threads or asr.cpu_threads}), beam {asr.beam_size} (eager: {asr.short_beam_size} under "
-          f"{asr.short_beam_max_s} s); end of speech (as the VAD heard it) -> result, ms")
+          f"{asr.short_beam_max_s} s); speaker stage {'on (both paths)' if args.speakers else 'off'}; end of speech (as the VAD heard it) -> result, ms")
     print("| bucket | n | utterance p50 / p95 | first partial p50 / p95 | baseline p50 / p95 | utterance p95 / baseline p95 "
           "| partial p95 / baseline p95 | WER eager | WER baseline |")
     print("|---|---|---|---|---|---|---|---|---|")
